@@ -1,0 +1,63 @@
+"""What a method file needs: the registration decorator and the data and context it receives.
+
+    from bench.api import RunContext, UnlearnData, register_method
+
+A method gets a private copy of the original model, the forget/retain/val data (never the
+test split), its frozen config and a RunContext, and returns the unlearned model. It does no
+evaluation, seeding or file I/O and prints nothing; the runner does that for every method.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from bench.config import Recipe
+from bench.data import Batcher, Split
+from bench.registry import Registry
+from bench.train import make_optimizer, run_epochs, train_from_scratch
+
+method_registry = Registry("method")
+register_method = method_registry.register
+
+__all__ = ["RunContext", "UnlearnData", "register_method", "make_optimizer", "run_epochs"]
+
+
+@dataclass(frozen=True)
+class UnlearnData:
+    forget: Split
+    retain: Split
+    val: Split
+    num_classes: int
+
+
+@dataclass
+class RunContext:
+    device: torch.device
+    seed: int
+    generator: torch.Generator  # seeded per run; use it for every random draw (CPU generator)
+    recipe: Recipe  # the suite's training recipe (for retrain-like methods)
+    batcher: Batcher  # uint8 split -> normalised float batches, with batched augmentation
+    new_model: Callable[[], nn.Module]  # a freshly initialised model of the suite's architecture
+    progress: Callable[[int, int], None] = field(default=lambda done, total: None)
+
+    def batches(self, split: Split, batch_size: int, shuffle: bool = True, augment: bool | None = None):
+        """Batches of `split`; augmentation follows the suite's recipe unless `augment` says."""
+        augment = self.recipe.augment if augment is None else augment
+        return self.batcher.batches(split, batch_size, shuffle, augment, self.generator)
+
+    def train_from_scratch(self, split: Split) -> nn.Module:
+        """A fresh model trained on `split` with the suite's recipe (what `retrain` does)."""
+        return train_from_scratch(self.new_model(), split, self.recipe, self)
+
+    @staticmethod
+    def frozen_copy(model: nn.Module) -> nn.Module:
+        """An evaluation-mode copy with no gradients, e.g. a teacher."""
+        teacher = copy.deepcopy(model).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher

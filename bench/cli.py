@@ -1,0 +1,137 @@
+"""`unlearn-bench run | leaderboard | list`: the command line. User errors end in one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bench.errors import UserError
+
+DEFAULT_SUITE = "digits"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unlearn-bench",
+        description="Benchmark machine-unlearning methods: run suites, build the leaderboard.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite (default: digits) and regenerate the leaderboard")
+    run.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help="built-in suite name or path to a .yaml")
+    run.add_argument("--methods", nargs="+", help="run only these methods (original and retrain always run)")
+    run.add_argument("--seeds", nargs="+", type=int, help="run only these seeds of the suite")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a hyperparameter, e.g. finetune.lr=0.01 or recipe.epochs=3 (repeatable)")
+    run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    run.add_argument("--download", action="store_true", help="let torchvision download missing data")
+    run.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    _common(run)
+
+    board = sub.add_parser("leaderboard", help="regenerate the leaderboard from the results folder")
+    _paths(board)
+
+    lst = sub.add_parser("list", help="list methods, models, datasets, attacks or suites")
+    lst.add_argument("what", choices=["methods", "models", "datasets", "attacks", "suites"])
+    lst.add_argument("--plugin", action="append", default=[], help="also load this method file (repeatable)")
+    return parser
+
+
+def _paths(p):
+    p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    p.add_argument("--leaderboard", type=Path, default=None,
+                   help="output file (default: leaderboard.md beside the results folder)")
+
+
+def _common(p):
+    _paths(p)
+    p.add_argument("--plugin", action="append", default=[], help="load a method file from outside the repo (repeatable)")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="where datasets live (default: $UNLEARN_BENCH_DATA)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="decoded datasets and trained models (default: $UNLEARN_BENCH_CACHE or ~/.cache/unlearn-bench)")
+
+
+def _leaderboard_path(args) -> Path:
+    return args.leaderboard or args.results.parent / "leaderboard.md"
+
+
+def cmd_run(args) -> int:
+    from bench.config import load_suite, parse_overrides
+    from bench.data import DATA_ROOT_ENV, default_cache_dir
+    from bench.leaderboard import write_leaderboard
+    from bench.methods_loader import load_plugin, method_registry
+    from bench.progress import Progress
+    from bench.runner import RunOptions, run_suite
+
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    suite = load_suite(args.suite, parse_overrides(args.overrides))
+    for name in args.methods or []:
+        method_registry().get(name)
+        if name not in dict(suite.methods) and name not in ("original", "retrain"):
+            raise UserError(f"--methods {name}: not a method of suite '{suite.name}'; add it to the suite "
+                            f"or choose from {', '.join(n for n, _ in suite.methods)}.")
+    for seed in args.seeds or []:
+        if seed not in suite.seeds:
+            raise UserError(f"--seeds {seed}: not a seed of suite '{suite.name}' ({list(suite.seeds)}).")
+    data_root = args.data_root or (Path(os.environ[DATA_ROOT_ENV]) if os.environ.get(DATA_ROOT_ENV) else None)
+    opts = RunOptions(results_dir=args.results, cache_dir=args.cache_dir or default_cache_dir(),
+                      data_root=data_root, download=args.download, device=args.device,
+                      methods=tuple(args.methods) if args.methods else None,
+                      seeds=tuple(args.seeds) if args.seeds else None,
+                      progress=Progress(enabled=not args.quiet))
+    counts = run_suite(suite, opts)
+    print(f"{suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
+          f"{counts['skipped']} skipped (already recorded); records in {args.results / suite.name}")
+    if not args.no_leaderboard:
+        print(f"leaderboard: {write_leaderboard(args.results, _leaderboard_path(args))}")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from bench.leaderboard import write_leaderboard
+
+    if not args.results.is_dir():
+        raise UserError(f"results folder '{args.results}' does not exist; run `unlearn-bench run` first "
+                        f"or pass --results.")
+    print(write_leaderboard(args.results, _leaderboard_path(args)))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from bench.config import SUITES_DIR, load_suite, suite_names
+    from bench.data import dataset_registry
+    from bench.methods_loader import load_plugin, method_registry
+    from bench.mia import attack_registry
+    from bench.models import model_registry
+
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    if args.what == "suites":
+        for name in suite_names():
+            print(f"{name:<16} {load_suite(str(SUITES_DIR / f'{name}.yaml')).description}")
+        return 0
+    registry = {"methods": method_registry(), "models": model_registry, "datasets": dataset_registry,
+                "attacks": attack_registry}[args.what]
+    for entry in registry.entries():
+        print(f"{entry.name:<18} {entry.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}[args.command](args)
+    except UserError as e:
+        print(f"unlearn-bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unlearn-bench: interrupted; finished runs are recorded, rerun to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

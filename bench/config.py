@@ -1,0 +1,323 @@
+"""Suite specs as frozen dataclasses, loaded from YAML with strict key and type checks.
+
+Every mapping in a suite file is read by `build_dataclass`, which rejects unknown keys
+(with "did you mean") and wrong types, naming the file and the key. The same function
+checks method hyperparameters and `--set` overrides, so all three fail the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import UserError
+from bench.registry import did_you_mean
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    train_size: int | None = None  # training pool drawn from the training images; None = all
+    holdout_fraction: float = 0.3  # for datasets without a test part: share held out for val+test
+    val_fraction: float = 0.5  # share of the held-out images used as validation (kit: 50/50)
+    split_seed: int = 0
+    mean: tuple[float, ...] | None = None  # per-channel normalisation of x/255; None = x/255
+    std: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the original model (and retrain) is trained."""
+
+    epochs: int
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | constant
+    augment: bool = False  # random crop (padding 4) + horizontal flip
+
+
+@dataclass(frozen=True)
+class ForgetSpec:
+    protocol: str  # random | class | file
+    fraction: float | None = None  # random: share of the training pool
+    label: int | None = None  # class: the class to forget
+    path: str | None = None  # file: .npy of indices into the dataset's training images
+    seed: int = 0  # random: the draw is fixed by this seed, not by the run seed
+    name: str | None = None  # default: random-10pct, class-0, file-<stem>
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.protocol == "random":
+            return f"random-{round(self.fraction * 100, 2):g}pct"
+        if self.protocol == "class":
+            return f"class-{self.label}"
+        return f"file-{Path(self.path).stem}"
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    batch_size: int = 1024
+    retain_sample: int | None = None  # evaluate a fixed random sample of retain; None = all
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    dataset: DatasetSpec
+    model: str
+    recipe: Recipe
+    forget_sets: tuple[ForgetSpec, ...]
+    seeds: tuple[int, ...]
+    methods: tuple[tuple[str, Any], ...]  # (method name, its config dataclass instance)
+    attacks: tuple[str, ...] = ("simple",)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    description: str = ""
+    path: str = ""
+
+    def method_config(self, name: str):
+        return dict(self.methods)[name]
+
+    @property
+    def suite_hash(self) -> str:
+        """Hash of everything that shapes the original model and its evaluation."""
+        return stable_hash([self.dataset, self.model, self.recipe, self.eval])
+
+
+def to_jsonable(obj):
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def stable_hash(obj) -> str:
+    text = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _coerce(value, tp, where: str):
+    """Check `value` against the annotation `tp`; return it converted (list->tuple, int->float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except UserError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {value!r}.")
+        (item_tp, *_rest) = typing.get_args(tp)
+        return tuple(_coerce(v, item_tp, where) for v in value)
+    if tp is float:
+        # YAML 1.1 reads 5e-4 (no dot) as a string; accept it as the number it means.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{where}: expected a number, got {value!r}.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected an integer, got {value!r}.")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected true or false, got {value!r}.")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise UserError(f"{where}: expected a string, got {value!r}.")
+    return value
+
+
+def build_dataclass(cls, data, where: str):
+    """Build frozen dataclass `cls` from a mapping; unknown keys and wrong types are UserErrors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping of keys to values, got {data!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise UserError(f"{where}: unknown key '{key}'.{did_you_mean(str(key), list(fields))}")
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise UserError(f"{where}: missing required key '{missing[0]}'.")
+    return cls(**kwargs)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """`--set finetune.lr=0.01` -> {"finetune": {"lr": 0.01}}; values are read as YAML scalars."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not section or not name:
+            raise UserError(f"--set '{pair}': expected SECTION.KEY=VALUE, e.g. finetune.lr=0.01.")
+        out.setdefault(section, {})[name] = yaml.safe_load(raw)
+    return out
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise UserError(f"suite file '{path}' does not exist; check the path.")
+        return path
+    builtin = SUITES_DIR / f"{name_or_path}.yaml"
+    if not builtin.is_file():
+        raise UserError(f"unknown suite '{name_or_path}'.{did_you_mean(name_or_path, suite_names())}")
+    return builtin
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = None) -> Suite:
+    """Read a suite by built-in name or path, apply `--set` overrides, check everything."""
+    from bench.methods_loader import method_registry  # the methods must be imported to check them
+
+    path = resolve_suite_path(name_or_path)
+    where = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{where}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax.")
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: a suite must be a mapping of keys to values.")
+    raw = dict(raw)
+    methods_raw = raw.get("methods") or {}
+    if isinstance(methods_raw, list):
+        methods_raw = {m: {} for m in methods_raw}
+    if not isinstance(methods_raw, dict):
+        raise UserError(f"{where}: methods: expected a mapping of method name to hyperparameters.")
+    methods_raw = {k: dict(v or {}) for k, v in methods_raw.items()}
+    for section, values in (overrides or {}).items():
+        if section in ("recipe", "dataset", "eval"):
+            raw[section] = {**(raw.get(section) or {}), **values}
+        elif section in methods_raw:
+            methods_raw[section].update(values)
+        else:
+            choices = ["recipe", "dataset", "eval", *methods_raw]
+            raise UserError(
+                f"--set {section}.…: '{section}' is not a method of suite '{path.stem}' nor a "
+                f"suite section.{did_you_mean(section, choices)}"
+            )
+    registry = method_registry()
+    methods = []
+    for name, params in methods_raw.items():
+        entry = registry.get(name)
+        if entry.config is None and params:
+            raise UserError(f"{where}: methods.{name}: '{name}' takes no hyperparameters; "
+                            f"remove {', '.join(params)}.")
+        config = build_dataclass(entry.config, params, f"{where}: methods.{name}") if entry.config else None
+        methods.append((name, config))
+
+    known = {"name", "description", "dataset", "model", "recipe", "forget_sets", "seeds", "methods",
+             "attacks", "eval"}
+    for key in raw:
+        if key not in known:
+            raise UserError(f"{where}: unknown key '{key}'.{did_you_mean(str(key), sorted(known))}")
+    for key in ("dataset", "model", "recipe", "forget_sets", "seeds"):
+        if key not in raw:
+            raise UserError(f"{where}: missing required key '{key}'.")
+    forget_raw = raw["forget_sets"]
+    if not isinstance(forget_raw, list) or not forget_raw:
+        raise UserError(f"{where}: forget_sets: expected a non-empty list.")
+    forget_sets = tuple(
+        build_dataclass(ForgetSpec, f, f"{where}: forget_sets[{i}]") for i, f in enumerate(forget_raw)
+    )
+    suite = Suite(
+        name=str(raw.get("name") or path.stem),
+        description=str(raw.get("description") or ""),
+        dataset=build_dataclass(DatasetSpec, raw["dataset"], f"{where}: dataset"),
+        model=_coerce(raw["model"], str, f"{where}: model"),
+        recipe=build_dataclass(Recipe, raw["recipe"], f"{where}: recipe"),
+        forget_sets=forget_sets,
+        seeds=_coerce(raw["seeds"], tuple[int, ...], f"{where}: seeds"),
+        methods=tuple(methods),
+        attacks=_coerce(raw.get("attacks", ["simple"]), tuple[str, ...], f"{where}: attacks"),
+        eval=build_dataclass(EvalSpec, raw.get("eval"), f"{where}: eval"),
+        path=where,
+    )
+    validate_suite(suite, where)
+    return suite
+
+
+def validate_suite(suite: Suite, where: str) -> None:
+    """Checks that need the registries: names exist, forget specs make sense."""
+    from bench.data import dataset_registry
+    from bench.mia import attack_registry
+    from bench.models import model_registry
+
+    def check(registry, name, key):
+        if name not in registry:
+            raise UserError(f"{where}: {key}: unknown {registry.kind} '{name}'."
+                            f"{did_you_mean(name, registry.names())}")
+
+    check(dataset_registry, suite.dataset.name, "dataset.name")
+    check(model_registry, suite.model, "model")
+    for attack in suite.attacks:
+        check(attack_registry, attack, "attacks")
+    if suite.recipe.optimizer not in ("sgd", "adam"):
+        raise UserError(f"{where}: recipe.optimizer: '{suite.recipe.optimizer}' is not one of sgd, adam.")
+    if suite.recipe.schedule not in ("cosine", "constant"):
+        raise UserError(f"{where}: recipe.schedule: '{suite.recipe.schedule}' is not one of cosine, constant.")
+    if not suite.seeds:
+        raise UserError(f"{where}: seeds: list at least one seed.")
+    names = [f.display_name for f in suite.forget_sets]
+    if len(set(names)) != len(names):
+        raise UserError(f"{where}: forget_sets: two forget sets are both named '{names[0]}'; set 'name'.")
+    for i, f in enumerate(suite.forget_sets):
+        key = f"{where}: forget_sets[{i}]"
+        if f.protocol == "random":
+            if f.fraction is None or not 0 < f.fraction < 1:
+                raise UserError(f"{key}.fraction: must be between 0 and 1 (exclusive), got {f.fraction}.")
+        elif f.protocol == "class":
+            if f.label is None:
+                raise UserError(f"{key}: protocol 'class' needs 'label', the class to forget.")
+        elif f.protocol == "file":
+            if not f.path:
+                raise UserError(f"{key}: protocol 'file' needs 'path', a .npy file of train indices.")
+        else:
+            raise UserError(f"{key}.protocol: unknown protocol '{f.protocol}'."
+                            f"{did_you_mean(f.protocol, ['random', 'class', 'file'])}")

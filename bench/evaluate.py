@@ -1,0 +1,69 @@
+"""One forward pass per split -> per-example outputs -> accuracies.
+
+Per example we keep the loss, the logit-scaled confidence log p_y - log(1 - p_y) (computed in
+float64 from the logits, stable for p near 0 and 1), the prediction, the label and the index.
+The true-class probability is exp(-loss). Every metric and attack reads these arrays only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench.data import Batcher, Split
+
+SPLITS = ("forget", "retain", "val", "test")
+
+
+@torch.inference_mode()
+def per_example_outputs(model, split: Split, batcher: Batcher, batch_size: int) -> dict[str, np.ndarray]:
+    model.eval()
+    losses, confs, preds = [], [], []
+    for x, y in batcher.batches(split, batch_size):
+        logp = torch.log_softmax(model(x).double(), dim=1)
+        logp_y = logp.gather(1, y[:, None]).squeeze(1)
+        others = logp.scatter(1, y[:, None], float("-inf"))
+        confs.append(logp_y - torch.logsumexp(others, dim=1))
+        losses.append(-logp_y)
+        preds.append(logp.argmax(1))
+    cat = lambda parts, dtype: torch.cat(parts).cpu().numpy().astype(dtype)  # noqa: E731
+    return {
+        "loss": cat(losses, np.float32),
+        "conf": cat(confs, np.float32),
+        "pred": cat(preds, np.int16),
+        "label": split.y.cpu().numpy().astype(np.int16),
+        "index": split.index.astype(np.int32),
+    }
+
+
+def evaluate(model, splits: dict[str, Split], batcher: Batcher, batch_size: int):
+    return {name: per_example_outputs(model, splits[name], batcher, batch_size) for name in SPLITS}
+
+
+def accuracy(out: dict[str, np.ndarray]) -> float:
+    return float(np.mean(out["pred"] == out["label"])) if len(out["label"]) else float("nan")
+
+
+def accuracy_metrics(outputs: dict[str, dict[str, np.ndarray]], forget_label: int | None) -> dict:
+    """forget/retain/val/test accuracy; for class forgetting also test accuracy split by class."""
+    metrics = {f"{name}_acc": accuracy(outputs[name]) for name in SPLITS}
+    if forget_label is not None:
+        test = outputs["test"]
+        is_forgotten = test["label"] == forget_label
+        keep = lambda mask: {k: v[mask] for k, v in test.items()}  # noqa: E731
+        metrics["test_acc_remaining"] = accuracy(keep(~is_forgotten))
+        metrics["test_acc_forgotten"] = accuracy(keep(is_forgotten))
+    return metrics
+
+
+def flatten_outputs(outputs: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """{"forget": {"loss": ...}} -> {"forget_loss": ...}, the layout of the saved .npz."""
+    return {f"{split}_{key}": arr for split, d in outputs.items() for key, arr in d.items()}
+
+
+def unflatten_outputs(flat) -> dict[str, dict[str, np.ndarray]]:
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key in flat:
+        split, _, name = key.partition("_")
+        out.setdefault(split, {})[name] = flat[key]
+    return out

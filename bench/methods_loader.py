@@ -1,0 +1,57 @@
+"""Finding methods: the built-in `methods/` package, `--plugin` files and installed entry points."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from bench.api import method_registry as _registry
+from bench.errors import UserError
+
+ENTRY_POINT_GROUP = "unlearn_bench.methods"
+_loaded = False
+
+
+def method_registry():
+    """The method registry with every built-in method and installed plugin imported."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        import methods
+
+        for info in pkgutil.iter_modules(methods.__path__):
+            if not info.name.startswith("_"):  # _template.py and helpers are not methods
+                importlib.import_module(f"methods.{info.name}")
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            _guarded(lambda: ep.load(), f"entry point '{ep.name}' ({ep.value})")
+    return _registry
+
+
+def load_plugin(path: str) -> None:
+    """Import a method file from outside the repository; it registers itself on import."""
+    method_registry()
+    file = Path(path)
+    if not file.is_file() or file.suffix != ".py":
+        raise UserError(f"--plugin '{path}': no such .py file; pass the path of a method file.")
+    name = f"unlearn_bench_plugin_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+
+    def run():
+        spec.loader.exec_module(module)
+
+    _guarded(run, f"plugin '{path}'")
+
+
+def _guarded(load, what: str) -> None:
+    try:
+        load()
+    except UserError as e:
+        raise UserError(f"{what}: {e}") from None
+    except Exception as e:  # a plugin's own bug: name it in one line
+        raise UserError(f"{what} failed to import: {type(e).__name__}: {e}") from None

@@ -1,0 +1,248 @@
+"""Expand a suite into runs and run each one: copy, seed, time the method alone, evaluate once.
+
+Runs are forget set x seed x method, plus the reference row `original` (no unlearning).
+A run whose record exists is skipped (resume). A method that raises is recorded as `failed`
+and the sweep goes on; one whose loss or weights become NaN/inf is recorded as `diverged`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import bench
+from bench.api import RunContext, UnlearnData
+from bench.config import Suite, stable_hash, to_jsonable
+from bench.cost import measure
+from bench.data import Batcher, LoadOptions, Split, load_dataset, make_splits
+from bench.errors import Diverged, UserError
+from bench.evaluate import accuracy_metrics, evaluate, flatten_outputs
+from bench.forget import ForgetSet, materialize
+from bench.methods_loader import method_registry
+from bench.mia import run_attacks
+from bench.models import build_model
+from bench.progress import Progress
+from bench.store import SCHEMA_VERSION, record_path, write_record
+from bench.train import check_finite, train_from_scratch
+
+REFERENCE_METHODS = ("original", "retrain")
+TRAINING_VERSION = 1  # bump when the training loop changes what a cached model would be
+
+
+@dataclass
+class RunOptions:
+    results_dir: Path = Path("results")
+    cache_dir: Path = Path.home() / ".cache" / "unlearn-bench"
+    data_root: Path | None = None
+    download: bool = False
+    device: str = "auto"
+    methods: tuple[str, ...] | None = None  # None: all of the suite's methods
+    seeds: tuple[int, ...] | None = None
+    progress: Progress = field(default_factory=Progress)
+
+
+def derive_seed(*parts) -> int:
+    """A seed for one purpose of one run, so that no two random streams coincide by accident."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine; use --device cpu.")
+    return device
+
+
+def environment(device: torch.device, data_source: str) -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).parent).stdout.strip()
+        except OSError:
+            return ""
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(), "data_source": data_source,
+            "git_sha": git("rev-parse", "HEAD") or None, "git_dirty": bool(git("status", "--porcelain")),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+class SuiteRun:
+    """Everything one suite's runs share: data on the device, splits, the batcher, the models."""
+
+    def __init__(self, suite: Suite, opts: RunOptions):
+        self.suite, self.opts = suite, opts
+        self.device = pick_device(opts.device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)  # fixed thread count: repeatable timings
+        self.raw = load_dataset(suite.dataset.name, LoadOptions(opts.data_root, opts.download, opts.cache_dir))
+        self.splits = make_splits(self.raw, suite.dataset)
+        self.num_classes = len(self.raw.classes)
+        in_channels, image_size = self.raw.train_x.shape[1], self.raw.train_x.shape[2]
+        self.new_model = lambda: build_model(suite.model, in_channels, image_size, self.num_classes).to(self.device)
+        self.batcher = Batcher(suite.dataset.mean, suite.dataset.std, in_channels, self.device)
+        train_x = torch.as_tensor(self.raw.train_x, device=self.device)
+        train_y = torch.as_tensor(self.raw.train_y, device=self.device)
+        self.train_part = Split(train_x, train_y, np.arange(len(train_y)))
+        if self.splits.holdout_from_train:
+            held = self.train_part
+        else:
+            held = Split(torch.as_tensor(self.raw.test_x, device=self.device),
+                         torch.as_tensor(self.raw.test_y, device=self.device), np.arange(len(self.raw.test_y)))
+        self.val, self.test = held.subset(self.splits.val), held.subset(self.splits.test)
+        self.env = environment(self.device, self.raw.source)
+
+    def forget_set(self, spec) -> ForgetSet:
+        return materialize(spec, self.splits.train, self.raw.train_y, self.num_classes,
+                           Path(self.suite.path).parent, self.opts.results_dir, self.suite.name)
+
+    def unlearn_data(self, fs: ForgetSet) -> UnlearnData:
+        retain = np.setdiff1d(self.splits.train, fs.indices)
+        # The original model trains on the whole pool: it must be exactly retain ∪ forget.
+        assert np.array_equal(np.union1d(retain, fs.indices), self.splits.train)
+        assert len(np.intersect1d(retain, fs.indices)) == 0
+        return UnlearnData(self.train_part.subset(fs.indices), self.train_part.subset(retain),
+                           self.val, self.num_classes)
+
+    def eval_splits(self, data: UnlearnData) -> dict[str, Split]:
+        retain, n = data.retain, self.suite.eval.retain_sample
+        if n is not None and n < len(retain):
+            rng = np.random.default_rng(self.suite.dataset.split_seed)
+            retain = retain.subset(np.sort(rng.choice(len(retain), n, replace=False)))
+        return {"forget": data.forget, "retain": retain, "val": data.val, "test": self.test}
+
+    def context(self, seed: int, label: str) -> RunContext:
+        generator = seed_everything(seed)
+        return RunContext(self.device, seed, generator, self.suite.recipe, self.batcher, self.new_model,
+                          self.opts.progress.epoch_callback(label))
+
+    def original(self, seed: int) -> tuple[torch.nn.Module, dict]:
+        """The original model of `seed`, trained on the whole pool once and cached by content hash."""
+        s = self.suite
+        pool_sha = hashlib.sha256(self.splits.train.tobytes()).hexdigest()
+        key = stable_hash([s.dataset, self.raw.source, s.model, s.recipe, seed, pool_sha, TRAINING_VERSION])
+        path = self.opts.cache_dir / "models" / f"original-{key}.pt"
+        meta_path = path.with_suffix(".json")
+        model = self.new_model()
+        if path.is_file() and meta_path.is_file():
+            model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+            return model, json.loads(meta_path.read_text())
+        ctx = self.context(derive_seed(seed, "original"), f"seed {seed} original (training)")
+        model = ctx.new_model()  # built after seeding, so its initialisation is fixed by the seed
+        pool = self.train_part.subset(self.splits.train)
+        with measure(self.device) as cost:
+            train_from_scratch(model, pool, s.recipe, ctx)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+        meta = {"cost": cost, "key": key}
+        meta_path.write_text(json.dumps(meta, indent=2))
+        return model, meta
+
+    def planned_methods(self) -> list[str]:
+        names = [n for n, _ in self.suite.methods]
+        if self.opts.methods is not None:
+            names = [n for n in names if n in self.opts.methods]
+        return list(dict.fromkeys(["original", "retrain", *names]))
+
+    def record_base(self, fs: ForgetSet, method: str, config, seed: int) -> tuple[Path, dict]:
+        config_json = to_jsonable(config) if config is not None else {}
+        config_hash = stable_hash([self.suite.suite_hash, fs.summary(), method, config_json])
+        path = record_path(self.opts.results_dir, self.suite.name, fs.name, method, config_hash, seed)
+        return path, {
+            "schema_version": SCHEMA_VERSION, "bench_version": bench.__version__,
+            "suite": self.suite.name, "suite_hash": self.suite.suite_hash, "model": self.suite.model,
+            "method": method, "method_config": config_json, "config_hash": config_hash, "seed": seed,
+            "forget_set": fs.summary(),
+        }
+
+    def run_all(self) -> dict[str, int]:
+        counts = {"ok": 0, "failed": 0, "diverged": 0, "skipped": 0}
+        seeds = [s for s in self.suite.seeds if self.opts.seeds is None or s in self.opts.seeds]
+        methods = self.planned_methods()
+        registry = method_registry()
+        jobs = []
+        for spec in self.suite.forget_sets:
+            fs = self.forget_set(spec)
+            for seed in seeds:
+                for method in methods:
+                    config = None if method == "original" else self._config(method)
+                    path, base = self.record_base(fs, method, config, seed)
+                    if path.exists():
+                        counts["skipped"] += 1
+                    else:
+                        jobs.append((fs, seed, method, config, path, base))
+        self.opts.progress.start(len(jobs), counts["skipped"])
+        originals: dict[int, tuple] = {}
+        data_cache: dict[str, UnlearnData] = {}
+        for fs, seed, method, config, path, base in jobs:
+            if seed not in originals:
+                self.opts.progress.run_started(f"seed {seed} original model (training or cache)")
+                originals[seed] = self.original(seed)
+            data = data_cache.setdefault(fs.name, self.unlearn_data(fs))
+            label = f"{fs.name} seed {seed} {method}"
+            self.opts.progress.run_started(label)
+            if method == "original":
+                model, cost, status, error = originals[seed][0], dict(originals[seed][1]["cost"]), "ok", None
+            else:
+                model, cost, status, error = self.run_method(registry.get(method), originals[seed][0],
+                                                             data, config, seed, fs, label)
+            record = {**base, "status": status, "error": error, "cost": cost, "env": self.env,
+                      "metrics": None}
+            outputs = None
+            if status == "ok":
+                outputs = evaluate(model, self.eval_splits(data), self.batcher, self.suite.eval.batch_size)
+                record["metrics"] = accuracy_metrics(outputs, fs.label)
+                record["metrics"]["mia"] = run_attacks(self.suite.attacks, outputs)
+                outputs = flatten_outputs(outputs)
+            write_record(path, record, outputs)
+            counts[status] += 1
+            self.opts.progress.run_finished(label, status, cost.get("wall_s"), error)
+        return counts
+
+    def _config(self, method: str):
+        configs = dict(self.suite.methods)
+        if method in configs:
+            return configs[method]
+        entry = method_registry().get(method)  # retrain added as a reference, with its defaults
+        return entry.config() if entry.config else None
+
+    def run_method(self, entry, original, data, config, seed, fs, label):
+        """Run one method on a private copy of the original; time the call alone."""
+        model = copy.deepcopy(original)
+        ctx = self.context(derive_seed(seed, fs.name, entry.name), label)
+        status, error = "ok", None
+        try:
+            with measure(self.device) as cost:
+                model = entry.fn(model, data, config, ctx)
+            check_finite(model)
+        except Diverged as e:
+            status, error = "diverged", str(e)
+        except Exception as e:  # isolate the failure: record it, go on with the sweep
+            status, error = "failed", f"{type(e).__name__}: {e}"
+        return model, cost, status, error
+
+
+def run_suite(suite: Suite, opts: RunOptions) -> dict[str, int]:
+    return SuiteRun(suite, opts).run_all()

@@ -1,0 +1,31 @@
+"""Gradient ascent (GA, NegGrad): maximise the cross-entropy on the forget set.
+
+Thudi et al. 2022; settings as in SalUn / l1-sparse (Jia et al., NeurIPS 2023): a few epochs at
+lr 1e-4 to 1e-3. The loss is unbounded, so it diverges easily; the runner records that.
+"""
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from bench.api import RunContext, UnlearnData, register_method
+from methods._common import minimise
+
+
+@dataclass(frozen=True)
+class GradientAscentConfig:
+    epochs: int = 5
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+
+
+@register_method("gradient_ascent", config=GradientAscentConfig)
+def gradient_ascent(model, data: UnlearnData, cfg: GradientAscentConfig, ctx: RunContext):
+    """Gradient ascent on the forget set's cross-entropy (NegGrad; SalUn settings)."""
+    return minimise(
+        model, cfg, ctx,
+        batches=lambda: ctx.batches(data.forget, cfg.batch_size),
+        loss=lambda b: -F.cross_entropy(model(b[0]), b[1]),
+    )
