@@ -245,6 +245,9 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
     registry = method_registry()
     methods = []
     for name, params in methods_raw.items():
+        if name not in registry:
+            raise UserError(f"{where}: methods: unknown method '{name}'."
+                            f"{did_you_mean(name, registry.names())}")
         entry = registry.get(name)
         if entry.config is None and params:
             raise UserError(f"{where}: methods.{name}: '{name}' takes no hyperparameters; "
@@ -304,9 +307,6 @@ def validate_suite(suite: Suite, where: str) -> None:
         raise UserError(f"{where}: recipe.schedule: '{suite.recipe.schedule}' is not one of cosine, constant.")
     if not suite.seeds:
         raise UserError(f"{where}: seeds: list at least one seed.")
-    names = [f.display_name for f in suite.forget_sets]
-    if len(set(names)) != len(names):
-        raise UserError(f"{where}: forget_sets: two forget sets are both named '{names[0]}'; set 'name'.")
     for i, f in enumerate(suite.forget_sets):
         key = f"{where}: forget_sets[{i}]"
         if f.protocol == "random":
@@ -321,3 +321,7 @@ def validate_suite(suite: Suite, where: str) -> None:
         else:
             raise UserError(f"{key}.protocol: unknown protocol '{f.protocol}'."
                             f"{did_you_mean(f.protocol, ['random', 'class', 'file'])}")
+    names = [f.display_name for f in suite.forget_sets]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"{where}: forget_sets: two forget sets are both named '{twice[0]}'; set 'name'.")

@@ -65,6 +65,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    @staticmethod
+    def concat(*splits: "Split") -> "Split":
+        return Split(torch.cat([s.x for s in splits]), torch.cat([s.y for s in splits]),
+                     np.concatenate([s.index for s in splits]))
+
     def subset(self, positions: np.ndarray) -> "Split":
         pos = torch.as_tensor(positions, device=self.x.device)
         return Split(self.x[pos], self.y[pos], self.index[positions])

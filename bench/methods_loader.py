@@ -14,6 +14,7 @@ from bench.errors import UserError
 
 ENTRY_POINT_GROUP = "unlearn_bench.methods"
 _loaded = False
+_plugins: set[Path] = set()  # files already imported: loading one twice is not a duplicate
 
 
 def method_registry():
@@ -37,6 +38,8 @@ def load_plugin(path: str) -> None:
     file = Path(path)
     if not file.is_file() or file.suffix != ".py":
         raise UserError(f"--plugin '{path}': no such .py file; pass the path of a method file.")
+    if file.resolve() in _plugins:
+        return
     name = f"unlearn_bench_plugin_{file.stem}"
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
@@ -46,6 +49,7 @@ def load_plugin(path: str) -> None:
         spec.loader.exec_module(module)
 
     _guarded(run, f"plugin '{path}'")
+    _plugins.add(file.resolve())
 
 
 def _guarded(load, what: str) -> None:

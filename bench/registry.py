@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bench.errors import UserError
@@ -17,6 +17,7 @@ class Entry:
     config: type | None  # frozen dataclass of hyperparameters, or None
     description: str  # first line of the function's docstring
     source: str  # the file that registered it
+    meta: dict = field(default_factory=dict)  # e.g. {"deterministic": True} for a method without randomness
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:
@@ -30,7 +31,7 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, config: type | None = None):
+    def register(self, name: str, config: type | None = None, **meta):
         """Decorator: register `fn` under `name`; a second registration of a name is an error."""
 
         def decorate(fn):
@@ -41,7 +42,7 @@ class Registry:
                 )
             doc = inspect.getdoc(fn) or ""
             self._entries[name] = Entry(
-                name, fn, config, doc.splitlines()[0] if doc else "", inspect.getsourcefile(fn) or "?"
+                name, fn, config, doc.splitlines()[0] if doc else "", inspect.getsourcefile(fn) or "?", meta
             )
             return fn
 

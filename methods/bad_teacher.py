@@ -1,0 +1,48 @@
+"""Bad teacher (Chundawat et al., "Can Bad Teaching Induce Forgetting?", AAAI 2023).
+
+The student (the original model) distils from two teachers at once: on forget examples from
+an "incompetent" teacher (a randomly initialised model), on retain examples from the
+competent original. One pass over the forget set mixed with a random 30% of the retain set;
+loss KL(teacher_T || student_T). Defaults: Adam lr 1e-4, 1 epoch, 30% of retain, T=1.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.api import RunContext, UnlearnData, register_method
+from bench.data import Split
+from bench.train import make_optimizer, run_epochs
+from methods._common import kl_distill
+
+
+@dataclass(frozen=True)
+class BadTeacherConfig:
+    retain_fraction: float = 0.3
+    temperature: float = 1.0
+    epochs: int = 1
+    lr: float = 1e-4
+    batch_size: int = 256
+
+
+@register_method("bad_teacher", config=BadTeacherConfig)
+def bad_teacher(model, data: UnlearnData, cfg: BadTeacherConfig, ctx: RunContext):
+    """Distil from a random teacher on forget and the original on retain (Chundawat et al.)."""
+    good = ctx.frozen_copy(model)
+    bad = ctx.frozen_copy(ctx.new_model())
+    n_retain = max(1, int(round(cfg.retain_fraction * len(data.retain))))
+    pick = torch.randperm(len(data.retain), generator=ctx.generator)[:n_retain].sort().values.numpy()
+    retain = data.retain.subset(pick)
+    # One split of both parts; the label slot carries "is this a forget example" for the loss.
+    both = Split.concat(data.forget, retain)
+    is_forget = (torch.arange(len(both), device=both.y.device) < len(data.forget)).long()
+    mixed = Split(both.x, is_forget, both.index)
+
+    def loss(batch):
+        x, is_forget = batch
+        with torch.no_grad():
+            target = torch.where(is_forget[:, None].bool(), bad(x), good(x))
+        return kl_distill(model(x), target, cfg.temperature)
+
+    optimizer = make_optimizer(model.parameters(), "adam", cfg.lr)
+    return run_epochs(model, optimizer, cfg.epochs, lambda: ctx.batches(mixed, cfg.batch_size), loss, ctx)

@@ -1,0 +1,64 @@
+"""Bad input: one line naming the problem and the fix, exit 2, no traceback, no partial files."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_SUITE
+
+
+def _assert_clean_failure(code, out, err, *needles):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("unlearn-bench: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err
+    assert not Path("results").exists() and not Path("leaderboard.md").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["run", "digitz"], ["unknown suite 'digitz'", "Did you mean 'digits'?"]),
+        (["run", "nope.yaml"], ["suite file 'nope.yaml' does not exist"]),
+        (["run", "--set", "finetune.lrr=0.1"], ["unknown key 'lrr'", "Did you mean 'lr'?"]),
+        (["run", "--set", "finetune.lr=abc"], ["finetune.lr: expected a number"]),
+        (["run", "--set", "finetune=3"], ["expected SECTION.KEY=VALUE"]),
+        (["run", "--methods", "finetun"], ["unknown method 'finetun'", "Did you mean 'finetune'?"]),
+        (["run", "--seeds", "7"], ["--seeds 7: not a seed of suite 'digits'"]),
+        (["run", "cifar10-cpu"], ["CIFAR-10 not found", "--data-root", "--download"]),
+        (["run", "cifar10-cpu", "--data-root", "/nonexistent"], ["CIFAR-10 not found under '/nonexistent'"]),
+        (["run", "--plugin", "missing.py"], ["--plugin 'missing.py': no such .py file"]),
+        (["leaderboard", "--results", "nowhere"], ["results folder 'nowhere' does not exist"]),
+    ],
+)
+def test_bad_command_lines(cli, args, needles, monkeypatch):
+    monkeypatch.delenv("UNLEARN_BENCH_DATA", raising=False)
+    _assert_clean_failure(*cli(*args), *needles)
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (("fraction: 0.1", "fraction: 1.0"), "must be between 0 and 1"),
+        (("{protocol: random, fraction: 0.1}", "{protocol: class, label: 10}"), "class 10 does not exist"),
+        (("model: mlp", "model: resnet"), "unknown model 'resnet'"),
+        (("seeds: [0, 1]", "seeds: [0, 1]\nseed: 3"), "unknown key 'seed'. Did you mean 'seeds'?"),
+        (("recipe: {", "recipe: {{"), "not valid YAML"),
+    ],
+)
+def test_bad_suites(cli, tiny_suite, change, needle):
+    _assert_clean_failure(*cli("run", tiny_suite(TINY_SUITE.replace(*change))), needle)
+
+
+def test_broken_plugins_are_named(cli, tmp_path, forget_plugins):
+    bad = tmp_path / "bad_plugin.py"
+    bad.write_text("import not_a_module_anywhere\n")
+    _assert_clean_failure(*cli("list", "methods", "--plugin", bad), "bad_plugin.py", "failed to import",
+                          "ModuleNotFoundError")
+    dup = tmp_path / "dup_plugin.py"
+    dup.write_text("from bench.api import register_method\n"
+                   "@register_method('finetune')\ndef f(model, data, cfg, ctx):\n    return model\n")
+    _assert_clean_failure(*cli("list", "methods", "--plugin", dup), "dup_plugin.py",
+                          "'finetune' is registered twice")
