@@ -76,6 +76,15 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
+class AttackSettings:
+    references: int = 8  # K reference models for lira/rmia (even); trained once per suite
+    rmia_references: int = 2  # how many of them RMIA uses (1-4 in the paper)
+    rmia_gamma: float = 1.0
+    lira_variant: str = "online_fixed"  # the variant whose numbers head the lira entry
+    seed: int = 0  # subsampling inside the attacks
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     dataset: DatasetSpec
@@ -86,6 +95,7 @@ class Suite:
     methods: tuple[tuple[str, Any], ...]  # (method name, its config dataclass instance)
     attacks: tuple[str, ...] = ("simple",)
     eval: EvalSpec = field(default_factory=EvalSpec)
+    attack_settings: AttackSettings = field(default_factory=AttackSettings)
     description: str = ""
     path: str = ""
 
@@ -111,6 +121,12 @@ def to_jsonable(obj):
 def stable_hash(obj) -> str:
     text = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def derive_seed(*parts) -> int:
+    """A seed for one purpose of one run, so that no two random streams coincide by accident."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
 
 
 def _coerce(value, tp, where: str):
@@ -232,12 +248,12 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         raise UserError(f"{where}: methods: expected a mapping of method name to hyperparameters.")
     methods_raw = {k: dict(v or {}) for k, v in methods_raw.items()}
     for section, values in (overrides or {}).items():
-        if section in ("recipe", "dataset", "eval"):
+        if section in ("recipe", "dataset", "eval", "attack_settings"):
             raw[section] = {**(raw.get(section) or {}), **values}
         elif section in methods_raw:
             methods_raw[section].update(values)
         else:
-            choices = ["recipe", "dataset", "eval", *methods_raw]
+            choices = ["recipe", "dataset", "eval", "attack_settings", *methods_raw]
             raise UserError(
                 f"--set {section}.…: '{section}' is not a method of suite '{path.stem}' nor a "
                 f"suite section.{did_you_mean(section, choices)}"
@@ -256,7 +272,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         methods.append((name, config))
 
     known = {"name", "description", "dataset", "model", "recipe", "forget_sets", "seeds", "methods",
-             "attacks", "eval"}
+             "attacks", "eval", "attack_settings"}
     for key in raw:
         if key not in known:
             raise UserError(f"{where}: unknown key '{key}'.{did_you_mean(str(key), sorted(known))}")
@@ -280,6 +296,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         methods=tuple(methods),
         attacks=_coerce(raw.get("attacks", ["simple"]), tuple[str, ...], f"{where}: attacks"),
         eval=build_dataclass(EvalSpec, raw.get("eval"), f"{where}: eval"),
+        attack_settings=build_dataclass(AttackSettings, raw.get("attack_settings"), f"{where}: attack_settings"),
         path=where,
     )
     validate_suite(suite, where)
@@ -288,6 +305,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
 
 def validate_suite(suite: Suite, where: str) -> None:
     """Checks that need the registries: names exist, forget specs make sense."""
+    import bench.lira  # noqa: F401  (registers lira and rmia)
     from bench.data import dataset_registry
     from bench.mia import attack_registry
     from bench.models import model_registry
@@ -307,6 +325,18 @@ def validate_suite(suite: Suite, where: str) -> None:
         raise UserError(f"{where}: recipe.schedule: '{suite.recipe.schedule}' is not one of cosine, constant.")
     if not suite.seeds:
         raise UserError(f"{where}: seeds: list at least one seed.")
+    st = suite.attack_settings
+    if any(attack_registry.get(a).meta.get("needs_references") for a in suite.attacks):
+        if st.references < 2 or st.references % 2:
+            raise UserError(f"{where}: attack_settings.references: {st.references}; use an even number >= 2.")
+        if not 1 <= st.rmia_references <= st.references // 2:
+            raise UserError(f"{where}: attack_settings.rmia_references: {st.rmia_references}; use 1.."
+                            f"{st.references // 2} (each example is OUT for half of the references).")
+    from bench.lira import LIRA_VARIANTS
+
+    if st.lira_variant not in LIRA_VARIANTS:
+        raise UserError(f"{where}: attack_settings.lira_variant: '{st.lira_variant}'."
+                        f"{did_you_mean(st.lira_variant, list(LIRA_VARIANTS))}")
     for i, f in enumerate(suite.forget_sets):
         key = f"{where}: forget_sets[{i}]"
         if f.protocol == "random":

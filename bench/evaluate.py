@@ -1,8 +1,9 @@
 """One forward pass per split -> per-example outputs -> accuracies.
 
 Per example we keep the loss, the logit-scaled confidence log p_y - log(1 - p_y) (computed in
-float64 from the logits, stable for p near 0 and 1), the prediction, the label and the index.
-The true-class probability is exp(-loss). Every metric and attack reads these arrays only.
+float64 from the logits, stable for p near 0 and 1) for the image and for its mirror image
+(LiRA queries both), the prediction, the label and the index. The true-class probability is
+exp(-loss). Every metric and attack reads these arrays only.
 """
 
 from __future__ import annotations
@@ -15,21 +16,30 @@ from bench.data import Batcher, Split
 SPLITS = ("forget", "retain", "val", "test")
 
 
+def logit_confidence(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p_y - log sum_{j != y} p_j, log p_y) in float64: LiRA's statistic and minus the loss."""
+    logp = torch.log_softmax(logits.double(), dim=1)
+    logp_y = logp.gather(1, y[:, None]).squeeze(1)
+    others = logp.scatter(1, y[:, None], float("-inf"))
+    return logp_y - torch.logsumexp(others, dim=1), logp_y
+
+
 @torch.inference_mode()
 def per_example_outputs(model, split: Split, batcher: Batcher, batch_size: int) -> dict[str, np.ndarray]:
     model.eval()
-    losses, confs, preds = [], [], []
+    losses, confs, mirrors, preds = [], [], [], []
     for x, y in batcher.batches(split, batch_size):
-        logp = torch.log_softmax(model(x).double(), dim=1)
-        logp_y = logp.gather(1, y[:, None]).squeeze(1)
-        others = logp.scatter(1, y[:, None], float("-inf"))
-        confs.append(logp_y - torch.logsumexp(others, dim=1))
+        logits = model(x)
+        conf, logp_y = logit_confidence(logits, y)
+        confs.append(conf)
+        mirrors.append(logit_confidence(model(x.flip(-1)), y)[0])
         losses.append(-logp_y)
-        preds.append(logp.argmax(1))
+        preds.append(logits.argmax(1))
     cat = lambda parts, dtype: torch.cat(parts).cpu().numpy().astype(dtype)  # noqa: E731
     return {
         "loss": cat(losses, np.float32),
         "conf": cat(confs, np.float32),
+        "conf_mirror": cat(mirrors, np.float32),
         "pred": cat(preds, np.int16),
         "label": split.y.cpu().numpy().astype(np.int16),
         "index": split.index.astype(np.int32),

@@ -61,17 +61,12 @@ def section_table(records: list[dict]) -> tuple[list[str], list[list[str]], list
     groups = defaultdict(list)
     for r in records:
         groups[(r["method"], r["config_hash"])].append(r)
-    names = defaultdict(list)
-    for method, config_hash in groups:
-        names[method].append(config_hash)
 
     cols = ["forget", "retain", *(("test_remaining", "test_forgotten") if class_forgetting else ("test",)),
             "mia"]
     rows, settings = [], []
     for (method, config_hash), runs in groups.items():
-        label = method if len(names[method]) == 1 else f"{method} [{config_hash[:8]}]"
-        if method in ("original", "retrain"):
-            label += " (reference)"
+        label = _label(runs[0], records)
         ok = [r for r in runs if r["status"] == "ok"]
         cells = defaultdict(list)
         for r in ok:
@@ -102,7 +97,106 @@ def section_table(records: list[dict]) -> tuple[list[str], list[list[str]], list
     return header, [row for _, _, row in rows], sorted(settings)
 
 
-def render(records: list[dict], results_label: str) -> str:
+ATTACK_ORDER = ("simple", "loss_threshold", "confidence_threshold", "mia_efficacy", "lira", "rmia")
+
+
+def _attacks(records: list[dict]) -> list[str]:
+    names = {a for r in records if r["status"] == "ok" for a in r["metrics"]["mia"]}
+    return sorted(names, key=lambda a: (ATTACK_ORDER.index(a) if a in ATTACK_ORDER else len(ATTACK_ORDER), a))
+
+
+def _with_gap(values: list[float], gaps: list[float], digits: int = 3) -> str:
+    if not values:
+        return "—"
+    cell = _fmt(values, digits)
+    return f"{cell} ({np.mean(gaps):+.{digits}f})" if gaps else cell
+
+
+def privacy_table(records: list[dict], order: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Per method: each attack's AUC and TPR@1%FPR (gap to the same-seed retrain), forget quality."""
+    attacks = _attacks(records)
+    retrain = {r["seed"]: r for r in sorted(records, key=lambda r: r["config_hash"])
+               if r["method"] == "retrain" and r["status"] == "ok"}
+    groups = defaultdict(list)
+    for r in records:
+        groups[_label(r, records)].append(r)
+    header = ["Method"]
+    for a in attacks:
+        header += [f"{a} AUC", f"{a} TPR@1%FPR"]
+    if "mia_efficacy" in attacks:
+        header.append("MIA-Efficacy")
+    header.append("Forget quality ↑")
+    rows = []
+    for label in order:
+        ok = [r for r in groups[label] if r["status"] == "ok"]
+        row = [label]
+        metrics = [*((a, "auc") for a in attacks), *((a, "tpr_at_1pct_fpr") for a in attacks)]
+        cells = {}
+        for a, key in metrics:
+            values = [r["metrics"]["mia"][a][key] for r in ok if a in r["metrics"]["mia"]]
+            gaps = [r["metrics"]["mia"][a][key] - retrain[r["seed"]]["metrics"]["mia"][a][key]
+                    for r in ok if r["seed"] in retrain and a in r["metrics"]["mia"]
+                    and a in retrain[r["seed"]]["metrics"]["mia"]]
+            cells[(a, key)] = _with_gap(values, gaps)
+        for a in attacks:
+            row += [cells[(a, "auc")], cells[(a, "tpr_at_1pct_fpr")]]
+        if "mia_efficacy" in attacks:
+            row.append(_fmt([100 * r["metrics"]["mia"]["mia_efficacy"]["efficacy"] for r in ok
+                             if "mia_efficacy" in r["metrics"]["mia"]]))
+        row.append("—" if ok and ok[0]["method"] == "retrain" else _forget_quality(ok, list(retrain.values())))
+        rows.append(row)
+    return header, rows
+
+
+def _forget_quality(runs: list[dict], retrains: list[dict]) -> str:
+    """NeurIPS 2023 forget quality over the seeds' runs against the seeds' retrains (N = seeds)."""
+    from bench.forget_quality import forget_quality
+    from bench.store import load_outputs
+
+    n = min(len(runs), len(retrains))
+    if n < 2:
+        return "—"
+    phi = lambda rs: np.stack([load_outputs(Path(r["_file"]))["forget_conf"] for r in rs[:n]])  # noqa: E731
+    mean = lambda rs, k: float(np.mean([r["metrics"][k] for r in rs[:n]]))  # noqa: E731
+    fq = forget_quality(phi(runs), phi(retrains), (mean(runs, "retain_acc"), mean(retrains, "retain_acc")),
+                        (mean(runs, "test_acc"), mean(retrains, "test_acc")))
+    return f"{fq['forget_quality']:.3f} (N={n})"
+
+
+def _label(record: dict, records: list[dict]) -> str:
+    hashes = {r["config_hash"] for r in records if r["method"] == record["method"]}
+    label = record["method"] if len(hashes) == 1 else f"{record['method']} [{record['config_hash'][:8]}]"
+    return label + (" (reference)" if record["method"] in ("original", "retrain") else "")
+
+
+def section_figures(records: list[dict], order: list[str], results_dir: Path, board_dir: Path) -> list[str]:
+    """Loss histograms and one ROC plot per attack, from the lowest seed; markdown links."""
+    from bench.figures import loss_histograms, roc_plot
+    from bench.store import load_outputs
+
+    seed = min(r["seed"] for r in records)
+    first = {}
+    for r in records:
+        if r["seed"] == seed and r["status"] == "ok":
+            first.setdefault(_label(r, records), r)
+    runs = [(label, load_outputs(Path(first[label]["_file"]))) for label in order if label in first]
+    if not runs:
+        return []
+    suite, forget = records[0]["suite"], records[0]["forget_set"]["name"]
+    folder = results_dir / suite / "figures"
+    title = f"{suite}, {forget}, seed {seed}"
+    paths = [("loss histograms", loss_histograms(runs, folder / f"{forget}-loss-hist.png", title))]
+    for attack in _attacks(records):
+        curves = [(label, out[f"attack_{attack}_member"], out[f"attack_{attack}_nonmember"])
+                  for label, out in runs if f"attack_{attack}_member" in out]
+        if curves:
+            paths.append((f"ROC {attack}", roc_plot(curves, folder / f"{forget}-roc-{attack}.png",
+                                                    f"{attack}: {title}")))
+    return [f"[{name}]({Path(os.path.relpath(p, board_dir)).as_posix()})" for name, p in paths]
+
+
+def render(records: list[dict], results_label: str, results_dir: Path | None = None,
+           board_dir: Path | None = None) -> str:
     sections = defaultdict(list)
     for r in records:
         sections[(r["suite"], r["forget_set"]["name"], r["suite_hash"])].append(r)
@@ -122,6 +216,17 @@ def render(records: list[dict], results_label: str) -> str:
                 f"Model `{recs[0]['model']}`; forget set `{fs['file']}` ({fs['size']} examples, "
                 f"sha256 `{fs['sha256'][:16]}…`); seeds {', '.join(map(str, seeds))}.", "",
                 tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
+        order = [row[0] for row in rows]
+        if any(r["status"] == "ok" for r in recs):
+            p_header, p_rows = privacy_table(recs, order)
+            out += ["Privacy: membership-inference attacks, forget set (members) vs test split; mean ± std "
+                    "over seeds, and in brackets the mean difference to the same-seed retrain (ideal: 0). "
+                    "Forget quality: NeurIPS 2023 score over the N seeds' runs vs the N retrains.", "",
+                    tabulate(p_rows, headers=p_header, tablefmt="github", disable_numparse=True), ""]
+        if results_dir is not None:
+            links = section_figures(recs, order, results_dir, board_dir)
+            if links:
+                out += ["Figures (seed " + str(min(seeds)) + "): " + " · ".join(links), ""]
         if settings:
             out += ["Settings: " + "; ".join(settings) + ".", ""]
     if not sections:
@@ -130,7 +235,8 @@ def render(records: list[dict], results_label: str) -> str:
 
 
 def write_leaderboard(results_dir: Path, output: Path) -> Path:
-    text = render(load_records(results_dir), results_dir.as_posix().rstrip("/"))
+    text = render(load_records(results_dir), results_dir.as_posix().rstrip("/"), results_dir,
+                  output.resolve().parent)
     tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, output)

@@ -27,9 +27,14 @@ def method_registry():
         for info in pkgutil.iter_modules(methods.__path__):
             if not info.name.startswith("_"):  # _template.py and helpers are not methods
                 importlib.import_module(f"methods.{info.name}")
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            _guarded(lambda: ep.load(), f"entry point '{ep.name}' ({ep.value})")
+        load_entry_points()
     return _registry
+
+
+def load_entry_points() -> None:
+    """Import the methods that installed packages declare in the `unlearn_bench.methods` group."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _guarded(ep.load, f"entry point '{ep.name}' ({ep.value})")
 
 
 def load_plugin(path: str) -> None:

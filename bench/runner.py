@@ -22,14 +22,15 @@ import torch
 
 import bench
 from bench.api import RunContext, UnlearnData
-from bench.config import Suite, stable_hash, to_jsonable
+from bench.config import Suite, derive_seed, stable_hash, to_jsonable
 from bench.cost import measure
 from bench.data import Batcher, LoadOptions, Split, load_dataset, make_splits
 from bench.errors import Diverged, UserError
 from bench.evaluate import accuracy_metrics, evaluate, flatten_outputs
 from bench.forget import ForgetSet, materialize
 from bench.methods_loader import method_registry
-from bench.mia import run_attacks
+from bench.mia import AttackInput, attack_registry, run_attacks
+from bench.references import References, build_references
 from bench.models import build_model
 from bench.progress import Progress
 from bench.store import SCHEMA_VERSION, record_path, write_record
@@ -49,12 +50,6 @@ class RunOptions:
     methods: tuple[str, ...] | None = None  # None: all of the suite's methods
     seeds: tuple[int, ...] | None = None
     progress: Progress = field(default_factory=Progress)
-
-
-def derive_seed(*parts) -> int:
-    """A seed for one purpose of one run, so that no two random streams coincide by accident."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") % (2**63)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -111,6 +106,21 @@ class SuiteRun:
                          torch.as_tensor(self.raw.test_y, device=self.device), np.arange(len(self.raw.test_y)))
         self.val, self.test = held.subset(self.splits.val), held.subset(self.splits.test)
         self.env = environment(self.device, self.raw.source)
+        self._references: References | None = None
+
+    def example_keys(self, part: str, index: np.ndarray) -> np.ndarray:
+        """One key per example across the dataset's parts: training images keep their index,
+        held-out images of a separate test part come after all training images."""
+        if part == "train" or self.splits.holdout_from_train:
+            return np.asarray(index, np.int64)
+        return len(self.raw.train_y) + np.asarray(index, np.int64)
+
+    def references(self) -> References | None:
+        """The suite's reference models, trained on first use if an attack needs them."""
+        if self._references is None and any(attack_registry.get(a).meta.get("needs_references")
+                                            for a in self.suite.attacks):
+            self._references = build_references(self, self.suite.attack_settings.references)
+        return self._references
 
     def forget_set(self, spec) -> ForgetSet:
         return materialize(spec, self.splits.train, self.raw.train_y, self.num_classes,
@@ -168,7 +178,8 @@ class SuiteRun:
 
     def record_base(self, fs: ForgetSet, method: str, config, seed: int) -> tuple[Path, dict]:
         config_json = to_jsonable(config) if config is not None else {}
-        config_hash = stable_hash([self.suite.suite_hash, fs.summary(), method, config_json])
+        config_hash = stable_hash([self.suite.suite_hash, fs.summary(), method, config_json,
+                                   self.suite.attacks, self.suite.attack_settings])
         path = record_path(self.opts.results_dir, self.suite.name, fs.name, method, config_hash, seed)
         return path, {
             "schema_version": SCHEMA_VERSION, "bench_version": bench.__version__,
@@ -212,14 +223,26 @@ class SuiteRun:
                       "metrics": None}
             outputs = None
             if status == "ok":
-                outputs = evaluate(model, self.eval_splits(data), self.batcher, self.suite.eval.batch_size)
-                record["metrics"] = accuracy_metrics(outputs, fs.label)
-                record["metrics"]["mia"] = run_attacks(self.suite.attacks, outputs)
-                outputs = flatten_outputs(outputs)
+                record["metrics"], outputs = self.score(model, data, fs)
             write_record(path, record, outputs)
             counts[status] += 1
             self.opts.progress.run_finished(label, status, cost.get("wall_s"), error)
         return counts
+
+    def score(self, model, data: UnlearnData, fs: ForgetSet) -> tuple[dict, dict]:
+        """Evaluate once, then accuracies and every attack from the outputs; flat arrays to save."""
+        outputs = evaluate(model, self.eval_splits(data), self.batcher, self.suite.eval.batch_size)
+        for split, out in outputs.items():
+            out["key"] = self.example_keys("train" if split in ("forget", "retain") else "test", out["index"])
+        metrics = accuracy_metrics(outputs, fs.label)
+        results = run_attacks(self.suite.attacks, AttackInput(outputs, self.references(), self.suite.attack_settings))
+        metrics["mia"] = {name: r.metrics for name, r in results.items()}
+        flat = flatten_outputs(outputs)
+        for name, r in results.items():
+            if r.member_scores is not None:
+                flat[f"attack_{name}_member"] = r.member_scores
+                flat[f"attack_{name}_nonmember"] = r.nonmember_scores
+        return metrics, flat
 
     def _config(self, method: str):
         configs = dict(self.suite.methods)

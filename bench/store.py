@@ -62,8 +62,8 @@ def load_record(path: Path) -> dict:
 
 
 def load_records(results_dir: Path) -> list[dict]:
-    """Every run record under `results_dir`, in a fixed order."""
-    return [load_record(p) for p in sorted(results_dir.glob("*/*/*.json"))]
+    """Every run record under `results_dir`, in a fixed order; `_file` says where each one lives."""
+    return [{**load_record(p), "_file": str(p)} for p in sorted(results_dir.glob("*/*/*.json"))]
 
 
 def load_outputs(record_file: Path) -> dict[str, np.ndarray]:

@@ -139,3 +139,46 @@ def test_leaderboard_is_regenerated_byte_for_byte(cli, tiny_suite):
     Path("leaderboard.md").unlink()
     code, out, _ = cli("leaderboard")
     assert code == 0 and Path("leaderboard.md").read_bytes() == first
+
+
+def test_installed_packages_register_through_the_entry_point_group(monkeypatch, tmp_path, forget_plugins):
+    import sys
+    from importlib.metadata import EntryPoint
+
+    import bench.methods_loader as loader
+    from bench.methods_loader import method_registry
+
+    (tmp_path / "ub_ep_plugin.py").write_text(
+        "from bench.api import register_method\n"
+        "@register_method('from_entry_point')\n"
+        "def from_entry_point(model, data, cfg, ctx):\n"
+        "    '''Registered by an installed package.'''\n    return model\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = EntryPoint(name="mine", value="ub_ep_plugin", group=loader.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(loader, "entry_points", lambda group: [ep] if group == loader.ENTRY_POINT_GROUP else [])
+    loader.load_entry_points()
+    assert "from_entry_point" in method_registry()
+    sys.modules.pop("ub_ep_plugin", None)
+
+
+def test_reference_models_are_trained_once_and_shared(cli, tiny_suite, tmp_path):
+    from conftest import TINY_SUITE
+
+    suite = tiny_suite(TINY_SUITE + "attacks: [simple, lira, rmia]\nattack_settings: {references: 4, rmia_references: 2}\n")
+    assert cli("run", suite, "--quiet")[0] == 0
+    refs = sorted((tmp_path / "cache" / "references").rglob("ref*.npz"))
+    assert len(refs) == 4  # K models for all 8 runs of the suite
+    stamps = [p.stat().st_mtime_ns for p in refs]
+    records = load_records(Path("results"))
+    lira = [r["metrics"]["mia"]["lira"] for r in records]
+    assert all(m["n_references"] == 4 and set(m["variants"]) == {"online_fixed", "online", "offline_fixed", "offline"}
+               for m in lira)
+    assert all(r["metrics"]["mia"]["rmia"]["n_references"] == 2 for r in records)
+    # a rerun with another method trains no reference model
+    code, _, err = cli("run", suite, "--quiet", "--set", "finetune.lr=0.02")
+    assert code == 0, err
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache" / "references").rglob("ref*.npz"))] == stamps
+    board = Path("leaderboard.md").read_text()
+    assert "lira AUC" in board and "Forget quality" in board
+    assert (Path("results") / "tiny" / "figures" / "random-10pct-roc-lira.png").is_file()
+    assert (Path("results") / "tiny" / "figures" / "random-10pct-loss-hist.png").is_file()

@@ -1,0 +1,38 @@
+"""TEMPLATE (not registered: files starting with "_" are skipped). Copy to methods/<name>.py.
+
+Say here which paper the method comes from (authors, venue, year), what it does in a few
+sentences, and where its defaults come from. The defaults below must be the paper's; tune
+them for a suite in the suite's YAML, not here.
+"""
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from bench.api import RunContext, UnlearnData, register_method
+from methods._common import minimise, steps
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    epochs: int = 5
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+
+
+# Rename "template" (the name suites and the leaderboard use) and the function.
+@register_method("template", config=TemplateConfig)
+def template(model, data: UnlearnData, cfg: TemplateConfig, ctx: RunContext):
+    """One line for `unlearn-bench list methods`: what the method does (Author et al. Year)."""
+    # `model` is a private copy of the original; change it in place or return a new one.
+    # `data.forget`, `data.retain`, `data.val` are uint8 splits; `ctx.batches(split, n)` yields
+    # normalised float batches (x, y) in a seeded order, augmented as the suite's recipe says.
+    # Draw any randomness from `ctx.generator`. No evaluation, no file I/O, no printing.
+    return minimise(
+        model, cfg, ctx,
+        batches=lambda: ctx.batches(data.retain, cfg.batch_size),
+        loss=lambda batch: F.cross_entropy(model(batch[0]), batch[1]),
+        steps_per_epoch=steps(data.retain, cfg.batch_size),  # cosine decay; omit for a constant lr
+    )

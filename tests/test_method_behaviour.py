@@ -1,0 +1,56 @@
+"""Per method: on a small class-forgetting problem, forget accuracy moves from the original's
+toward retrain's while retain accuracy stays within a stated margin.
+
+The digits suite (an MLP) with its class-0 forget set, forgetting every training image of class 0: the original model knows the
+class (forget accuracy ~100%), a retrained model cannot (0%). Each method runs with its
+settings in the digits suite, whose dataset split and recipe this problem shares.
+"""
+
+import numpy as np
+import pytest
+
+from bench.config import load_suite
+from bench.evaluate import accuracy
+from bench.evaluate import per_example_outputs
+from bench.methods_loader import method_registry
+from bench.progress import Progress
+from bench.runner import RunOptions, SuiteRun
+
+# Each method runs with the digits suite's settings for it; it must cut forget accuracy by at
+# least MIN_DROP points (retrain: to ~0) while losing at most RETAIN_MARGIN points of retain accuracy.
+DIGITS = load_suite("digits")
+MIN_DROP = 50.0
+RETAIN_MARGIN = 10.0  # points of retain accuracy a method may lose against the original
+
+
+@pytest.fixture(scope="module")
+def problem(tmp_path_factory):
+    root = tmp_path_factory.mktemp("behaviour")
+    run = SuiteRun(DIGITS, RunOptions(results_dir=root / "r", cache_dir=root / "c", progress=Progress(enabled=False)))
+    original, _ = run.original(0)
+    class_forgetting = next(f for f in DIGITS.forget_sets if f.protocol == "class")
+    data = run.unlearn_data(run.forget_set(class_forgetting))
+    return run, original, data
+
+
+def accuracies(run, model, data):
+    acc = lambda split: 100 * accuracy(per_example_outputs(model, split, run.batcher, 1024))  # noqa: E731
+    return acc(data.forget), acc(data.retain)
+
+
+def test_every_method_is_in_the_digits_suite():
+    assert {name for name, _ in DIGITS.methods} == set(method_registry().names())
+
+
+@pytest.mark.parametrize("name", method_registry().names())
+def test_method_moves_forget_accuracy_toward_retrain(problem, name):
+    import copy
+
+    run, original, data = problem
+    entry = method_registry().get(name)
+    model = entry.fn(copy.deepcopy(original), data, DIGITS.method_config(name), run.context(0, name))
+    forget0, retain0 = accuracies(run, original, data)
+    forget1, retain1 = accuracies(run, model, data)
+    assert forget0 > 95  # the original knows the class
+    assert forget0 - forget1 >= MIN_DROP, f"{name}: forget acc {forget0:.1f} -> {forget1:.1f}"
+    assert retain1 >= retain0 - RETAIN_MARGIN, f"{name}: retain acc {retain0:.1f} -> {retain1:.1f}"
