@@ -33,7 +33,7 @@ def loss_histograms(runs: list[tuple[str, dict]], path: Path, title: str) -> Pat
     cols = 4
     rows = math.ceil(len(runs) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-    bins = np.linspace(-8, 2, 50)
+    bins = np.linspace(-8, 3, 56)
     for ax, (label, out) in zip(axes.flat, runs):
         for split, colour in (("forget", "tab:red"), ("test", "tab:blue")):
             loss = np.log10(np.maximum(out[f"{split}_loss"].astype(np.float64), 1e-8))

@@ -89,11 +89,14 @@ def simple_mia_scores(member_loss: np.ndarray, nonmember_loss: np.ndarray,
 
 @register_attack("simple")
 def simple_mia(a: AttackInput) -> AttackResult:
-    """Kit / SCRUB simple MIA: loss-only logistic regression, forget (members) vs test."""
+    """Kit / SCRUB simple MIA: loss-only logistic regression, forget (members) vs test.
+
+    accuracy (= balanced_accuracy) and auc are the kit's cross-validated numbers. The TPR at
+    low FPR and the saved scores are those of the loss ranking (lower loss = member), as in
+    `loss_threshold`: the kit's protocol defines no single fitted model to read them from.
+    """
     forget, test = a.outputs["forget"]["loss"], a.outputs["test"]["loss"]
     kit = simple_mia_scores(forget, test)
-    # balanced accuracy is the kit's cross-validated accuracy; the ROC numbers are those of the
-    # loss itself, which the one-feature logistic regression ranks monotonically.
     result = scored(-forget, -test)
     return AttackResult({**result.metrics, "balanced_accuracy": kit["accuracy"], "accuracy": kit["accuracy"],
                          "auc": kit["auc"], "n_members": kit["n_members"]},
