@@ -80,6 +80,7 @@ class AttackSettings:
     references: int = 8  # K reference models for lira/rmia (even); trained once per suite
     rmia_references: int = 2  # how many of them RMIA uses (1-4 in the paper)
     rmia_gamma: float = 1.0
+    ulira_references: int = 4  # U-LiRA unlearns the first K_u references with each method
     lira_variant: str = "online_fixed"  # the variant whose numbers head the lira entry
     seed: int = 0  # subsampling inside the attacks
 
@@ -306,6 +307,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
 def validate_suite(suite: Suite, where: str) -> None:
     """Checks that need the registries: names exist, forget specs make sense."""
     import bench.lira  # noqa: F401  (registers lira and rmia)
+    import bench.ulira  # noqa: F401
     from bench.data import dataset_registry
     from bench.mia import attack_registry
     from bench.models import model_registry
@@ -329,6 +331,9 @@ def validate_suite(suite: Suite, where: str) -> None:
     if any(attack_registry.get(a).meta.get("needs_references") for a in suite.attacks):
         if st.references < 2 or st.references % 2:
             raise UserError(f"{where}: attack_settings.references: {st.references}; use an even number >= 2.")
+        if not 1 <= st.ulira_references <= st.references:
+            raise UserError(f"{where}: attack_settings.ulira_references: {st.ulira_references}; use 1.."
+                            f"{st.references} (it unlearns that many of the reference models).")
         if not 1 <= st.rmia_references <= st.references // 2:
             raise UserError(f"{where}: attack_settings.rmia_references: {st.rmia_references}; use 1.."
                             f"{st.references // 2} (each example is OUT for half of the references).")

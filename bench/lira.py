@@ -5,6 +5,8 @@ reference-model outputs (bench/references.py); neither runs a model.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.stats import norm
 
@@ -33,8 +35,13 @@ def lira_scores(target, ref, keep, online: bool, fixed_variance: bool) -> np.nda
 
     def gaussian(mask):
         vals = np.where(mask[..., None], ref, np.nan)
-        mean = np.nanmedian(vals, axis=0)
-        std = np.nanstd(vals) if fixed_variance else np.nanstd(vals, axis=0)
+        with warnings.catch_warnings():  # examples with no IN (or OUT) reference: see below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmedian(vals, axis=0), np.nanstd(vals, axis=0)
+        # With a subset of the balanced references (U-LiRA) an example can lack IN or OUT
+        # references; it then falls back to the median and spread over all examples.
+        mean = np.where(np.isnan(mean), np.nanmedian(vals), mean)
+        std = np.nanstd(vals) if fixed_variance else np.where(np.isnan(std), np.nanstd(vals), std)
         return mean, np.maximum(std, 1e-30)
 
     mean_out, std_out = gaussian(~keep)

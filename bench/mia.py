@@ -29,6 +29,7 @@ class AttackInput:
     outputs: dict  # {"forget": {"loss": ..., "conf": ..., "key": ...}, "test": ..., "val": ..., "retain": ...}
     references: object | None  # bench.references.References, for attacks that need them
     settings: object  # bench.config.AttackSettings
+    unlearned_references: object = None  # () -> U-LiRA's unlearned reference outputs, computed on demand
 
 
 @dataclass(frozen=True)

@@ -56,31 +56,61 @@ def balanced_keep(k: int, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(size=(k, n)).argsort(0) < k // 2
 
 
-def build_references(run, k: int) -> References:
-    """Train (or load) the suite's K reference models and collect their outputs."""
+def reference_pool(run) -> tuple[Split, np.ndarray]:
+    """The examples reference models sample their halves from: the training pool plus test."""
     pool = Split.concat(run.train_part.subset(run.splits.train), run.test)
     keys = np.concatenate([run.example_keys("train", run.splits.train), run.example_keys("test", run.test.index)])
-    keep = balanced_keep(k, len(keys), seed=run.suite.dataset.split_seed)
+    return pool, keys
+
+
+def references_folder(run, k: int):
+    _, keys = reference_pool(run)
     base = stable_hash([run.suite.dataset, run.raw.source, run.suite.model, run.suite.recipe, run.suite.eval,
                         keys.tobytes().hex()[:64], len(keys), k, REFERENCES_VERSION])
-    folder = run.opts.cache_dir / "references" / base
+    return run.opts.cache_dir / "references" / base
+
+
+def train_reference(run, k: int, i: int, keep: np.ndarray):
+    """Train reference model i on its half of the pool; save its weights and outputs."""
+    pool, _ = reference_pool(run)
+    folder = references_folder(run, k)
+    run.opts.progress.run_started(f"reference model {i + 1}/{k} (training)")
+    ctx = run.context(derive_seed(folder.name, i), f"reference model {i + 1}/{k}")
+    model = ctx.new_model()
+    with measure(run.device) as cost:
+        train_from_scratch(model, pool.subset(np.flatnonzero(keep[i])), run.suite.recipe, ctx)
+    bs = run.suite.eval.batch_size
+    out, pop = per_example_outputs(model, pool, run.batcher, bs), per_example_outputs(model, run.val, run.batcher, bs)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".ref{i}.tmp{os.getpid()}"
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, folder / f"ref{i}.pt")
+    np.savez(tmp.with_suffix(".npz"), conf=out["conf"], conf_mirror=out["conf_mirror"], loss=out["loss"],
+             population_loss=pop["loss"], wall_s=cost["wall_s"])
+    os.replace(tmp.with_suffix(".npz"), folder / f"ref{i}.npz")
+    return model, cost["wall_s"]
+
+
+def reference_model(run, refs: "References", i: int):
+    """Reference model i, loaded from the cache (trained again if only its outputs were kept)."""
+    path = references_folder(run, refs.k) / f"ref{i}.pt"
+    if not path.is_file():
+        return train_reference(run, refs.k, i, refs.keep)[0]
+    model = run.new_model()
+    model.load_state_dict(torch.load(path, map_location=run.device, weights_only=True))
+    return model
+
+
+def build_references(run, k: int) -> References:
+    """Train (or load) the suite's K reference models and collect their outputs."""
+    _, keys = reference_pool(run)
+    keep = balanced_keep(k, len(keys), seed=run.suite.dataset.split_seed)
+    folder = references_folder(run, k)
     parts, train_s, cached_s = [], 0.0, 0.0
     for i in range(k):
         path = folder / f"ref{i}.npz"
         if not path.is_file():
-            run.opts.progress.run_started(f"reference model {i + 1}/{k} (training)")
-            ctx = run.context(derive_seed(base, i), f"reference model {i + 1}/{k}")
-            model = ctx.new_model()
-            with measure(run.device) as cost:
-                train_from_scratch(model, pool.subset(np.flatnonzero(keep[i])), run.suite.recipe, ctx)
-            bs = run.suite.eval.batch_size
-            out, pop = per_example_outputs(model, pool, run.batcher, bs), per_example_outputs(model, run.val, run.batcher, bs)
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".ref{i}.tmp{os.getpid()}.npz"
-            np.savez(tmp, conf=out["conf"], conf_mirror=out["conf_mirror"], loss=out["loss"],
-                     population_loss=pop["loss"], wall_s=cost["wall_s"])
-            os.replace(tmp, path)
-            train_s += cost["wall_s"]
+            train_s += train_reference(run, k, i, keep)[1]
         with np.load(path) as f:
             parts.append({name: f[name] for name in f.files})
             cached_s += float(f["wall_s"])

@@ -31,6 +31,7 @@ from bench.forget import ForgetSet, materialize
 from bench.methods_loader import method_registry
 from bench.mia import AttackInput, attack_registry, run_attacks
 from bench.references import References, build_references
+from bench.ulira import unlearned_references
 from bench.models import build_model
 from bench.progress import Progress
 from bench.store import SCHEMA_VERSION, record_path, write_record
@@ -223,19 +224,23 @@ class SuiteRun:
                       "metrics": None}
             outputs = None
             if status == "ok":
-                record["metrics"], outputs = self.score(model, data, fs)
+                record["metrics"], outputs = self.score(model, data, fs, method, config)
             write_record(path, record, outputs)
             counts[status] += 1
             self.opts.progress.run_finished(label, status, cost.get("wall_s"), error)
         return counts
 
-    def score(self, model, data: UnlearnData, fs: ForgetSet) -> tuple[dict, dict]:
+    def score(self, model, data: UnlearnData, fs: ForgetSet, method: str, config) -> tuple[dict, dict]:
         """Evaluate once, then accuracies and every attack from the outputs; flat arrays to save."""
         outputs = evaluate(model, self.eval_splits(data), self.batcher, self.suite.eval.batch_size)
         for split, out in outputs.items():
             out["key"] = self.example_keys("train" if split in ("forget", "retain") else "test", out["index"])
         metrics = accuracy_metrics(outputs, fs.label)
-        results = run_attacks(self.suite.attacks, AttackInput(outputs, self.references(), self.suite.attack_settings))
+        def unlearned():
+            return unlearned_references(self, method, config, fs, self.suite.attack_settings.ulira_references)
+
+        attack_input = AttackInput(outputs, self.references(), self.suite.attack_settings, unlearned)
+        results = run_attacks(self.suite.attacks, attack_input)
         metrics["mia"] = {name: r.metrics for name, r in results.items()}
         flat = flatten_outputs(outputs)
         for name, r in results.items():

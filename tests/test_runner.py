@@ -164,7 +164,8 @@ def test_installed_packages_register_through_the_entry_point_group(monkeypatch, 
 def test_reference_models_are_trained_once_and_shared(cli, tiny_suite, tmp_path):
     from conftest import TINY_SUITE
 
-    suite = tiny_suite(TINY_SUITE + "attacks: [simple, lira, rmia]\nattack_settings: {references: 4, rmia_references: 2}\n")
+    suite = tiny_suite(TINY_SUITE + "attacks: [simple, lira, rmia, ulira]\n"
+                               "attack_settings: {references: 4, rmia_references: 2, ulira_references: 2}\n")
     assert cli("run", suite, "--quiet")[0] == 0
     refs = sorted((tmp_path / "cache" / "references").rglob("ref*.npz"))
     assert len(refs) == 4  # K models for all 8 runs of the suite
@@ -174,10 +175,18 @@ def test_reference_models_are_trained_once_and_shared(cli, tiny_suite, tmp_path)
     assert all(m["n_references"] == 4 and set(m["variants"]) == {"online_fixed", "online", "offline_fixed", "offline"}
                for m in lira)
     assert all(r["metrics"]["mia"]["rmia"]["n_references"] == 2 for r in records)
+    assert all(r["metrics"]["mia"]["ulira"]["n_references"] == 2 for r in records)
+    # U-LiRA's unlearned references: 2 per method and forget set, shared by both seeds
+    unlearned = sorted((tmp_path / "cache" / "references").rglob("ulira/*.npz"))
+    assert len(unlearned) == 2 * 4
+    ulira_stamps = [p.stat().st_mtime_ns for p in unlearned]
     # a rerun with another method trains no reference model
     code, _, err = cli("run", suite, "--quiet", "--set", "finetune.lr=0.02")
     assert code == 0, err
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache" / "references").rglob("ref*.npz"))] == stamps
+    again = sorted((tmp_path / "cache" / "references").rglob("ulira/*.npz"))
+    assert len(again) == 2 * 5  # only the new finetune config was unlearned, twice
+    assert [p.stat().st_mtime_ns for p in again if p in unlearned] == ulira_stamps
     board = Path("leaderboard.md").read_text()
     assert "lira AUC" in board and "Forget quality" in board
     assert (Path("results") / "tiny" / "figures" / "random-10pct-roc-lira.png").is_file()
