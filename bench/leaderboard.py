@@ -133,16 +133,17 @@ def privacy_table(records: list[dict], order: list[str]) -> tuple[list[str], lis
         metrics = [*((a, "auc") for a in attacks), *((a, "tpr_at_1pct_fpr") for a in attacks)]
         cells = {}
         for a, key in metrics:
-            values = [r["metrics"]["mia"][a][key] for r in ok if a in r["metrics"]["mia"]]
-            gaps = [r["metrics"]["mia"][a][key] - retrain[r["seed"]]["metrics"]["mia"][a][key]
-                    for r in ok if r["seed"] in retrain and a in r["metrics"]["mia"]
-                    and a in retrain[r["seed"]]["metrics"]["mia"]]
-            cells[(a, key)] = _with_gap(values, gaps)
+            value = lambda r: r["metrics"]["mia"].get(a, {}).get(key)  # noqa: E731 (None: attack failed)
+            values = [value(r) for r in ok if value(r) is not None]
+            gaps = [value(r) - value(retrain[r["seed"]]) for r in ok
+                    if r["seed"] in retrain and value(r) is not None and value(retrain[r["seed"]]) is not None]
+            failed = sum(1 for r in ok if "error" in r["metrics"]["mia"].get(a, {}))
+            cells[(a, key)] = _with_gap(values, gaps) + (f" ({failed} failed)" if failed else "")
         for a in attacks:
             row += [cells[(a, "auc")], cells[(a, "tpr_at_1pct_fpr")]]
         if "mia_efficacy" in attacks:
             row.append(_fmt([100 * r["metrics"]["mia"]["mia_efficacy"]["efficacy"] for r in ok
-                             if "mia_efficacy" in r["metrics"]["mia"]]))
+                             if "efficacy" in r["metrics"]["mia"].get("mia_efficacy", {})]))
         row.append("—" if ok and ok[0]["method"] == "retrain" else _forget_quality(ok, list(retrain.values())))
         rows.append(row)
     return header, rows

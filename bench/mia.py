@@ -40,7 +40,14 @@ class AttackResult:
 
 
 def run_attacks(names, attack_input: AttackInput) -> dict[str, AttackResult]:
-    return {name: attack_registry.get(name).fn(attack_input) for name in names}
+    """Every attack on one run; an attack that fails is recorded with its error, the others go on."""
+    results = {}
+    for name in names:
+        try:
+            results[name] = attack_registry.get(name).fn(attack_input)
+        except Exception as e:  # noqa: BLE001 - isolate the failure like a method's
+            results[name] = AttackResult({"error": f"{type(e).__name__}: {e}"})
+    return results
 
 
 def roc_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> dict[str, float]:
@@ -93,12 +100,17 @@ def simple_mia(a: AttackInput) -> AttackResult:
     """Kit / SCRUB simple MIA: loss-only logistic regression, forget (members) vs test.
 
     accuracy (= balanced_accuracy) and auc are the kit's cross-validated numbers. The TPR at
-    low FPR and the saved scores are those of the loss ranking (lower loss = member), as in
-    `loss_threshold`: the kit's protocol defines no single fitted model to read them from.
+    low FPR and the saved scores come from one logistic regression fitted on the whole balanced
+    sample, so they follow the direction the attack learned (for class forgetting, high loss
+    means member).
     """
     forget, test = a.outputs["forget"]["loss"], a.outputs["test"]["loss"]
     kit = simple_mia_scores(forget, test)
-    result = scored(-forget, -test)
+    members, nonmembers = balanced_sample(forget, test)
+    x = np.r_[members, nonmembers].astype(np.float64).reshape(-1, 1)
+    model = LogisticRegression().fit(x, np.r_[np.ones(len(members)), np.zeros(len(nonmembers))])
+    score = lambda loss: model.decision_function(loss.astype(np.float64).reshape(-1, 1))  # noqa: E731
+    result = scored(score(forget), score(test))
     return AttackResult({**result.metrics, "balanced_accuracy": kit["accuracy"], "accuracy": kit["accuracy"],
                          "auc": kit["auc"], "n_members": kit["n_members"]},
                         result.member_scores, result.nonmember_scores)

@@ -25,6 +25,7 @@ from bench.evaluate import per_example_outputs
 from bench.lira import lira_scores
 from bench.mia import AttackInput, AttackResult, register_attack, scored
 from bench.references import reference_model, reference_pool, references_folder
+from bench.train import check_finite
 
 
 def unlearned_references(run, method: str, config, fs, k_u: int) -> dict:
@@ -47,20 +48,29 @@ def unlearned_references(run, method: str, config, fs, k_u: int) -> dict:
                                run.val, run.num_classes)
             model = reference_model(run, refs, i)
             run.opts.progress.run_started(f"U-LiRA reference {i + 1}/{k_u}: {method}")
-            with measure(run.device) as cost:
-                if method != "original":  # the reference row: trained, never unlearned
-                    ctx = run.context(derive_seed(tag, i), f"U-LiRA reference {i + 1}/{k_u}: {method}")
-                    model = method_registry().get(method).fn(copy.deepcopy(model), data, config, ctx)
-            out = per_example_outputs(model, pool.subset(rows), run.batcher, run.suite.eval.batch_size)
+            try:
+                with measure(run.device) as cost:
+                    if method != "original":  # the reference row: trained, never unlearned
+                        ctx = run.context(derive_seed(tag, i), f"U-LiRA reference {i + 1}/{k_u}: {method}")
+                        model = method_registry().get(method).fn(copy.deepcopy(model), data, config, ctx)
+                check_finite(model)
+                out = per_example_outputs(model, pool.subset(rows), run.batcher, run.suite.eval.batch_size)
+                conf, mirror = out["conf"], out["conf_mirror"]
+            except Exception:  # noqa: BLE001 - a diverged or failed reference: left out, and counted
+                conf = mirror = np.full(len(rows), np.nan, np.float32)
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".{path.stem}.tmp{os.getpid()}.npz"
-            np.savez(tmp, conf=out["conf"], conf_mirror=out["conf_mirror"], wall_s=cost["wall_s"])
+            np.savez(tmp, conf=conf, conf_mirror=mirror, wall_s=cost["wall_s"])
             os.replace(tmp, path)
         with np.load(path) as f:
             confs.append(np.stack([f["conf"], f["conf_mirror"]], axis=-1))
             unlearn_s += float(f["wall_s"])
-    return {"keys": attacked, "conf": np.stack(confs).astype(np.float64), "keep": refs.keep[:k_u][:, rows],
-            "unlearn_s": unlearn_s}
+    conf = np.stack(confs).astype(np.float64)
+    usable = np.isfinite(conf).all(axis=(1, 2))
+    if not usable.any():
+        raise RuntimeError(f"{method} diverged or failed on all {k_u} reference models")
+    return {"keys": attacked, "conf": conf[usable], "keep": refs.keep[:k_u][usable][:, rows],
+            "unlearn_s": unlearn_s, "failed": int((~usable).sum())}
 
 
 @register_attack("ulira", needs_references=True, needs_unlearned_references=True)
@@ -76,5 +86,5 @@ def ulira(a: AttackInput) -> AttackResult:
         scores[split] = lira_scores(target, u["conf"][:, cols], u["keep"][:, cols], online=True, fixed_variance=True)
     result = scored(scores["forget"], scores["test"])
     return AttackResult({**result.metrics, "n_references": int(len(u["conf"])),
-                         "references_unlearn_s": round(u["unlearn_s"], 3)},
+                         "n_references_failed": u["failed"], "references_unlearn_s": round(u["unlearn_s"], 3)},
                         result.member_scores, result.nonmember_scores)

@@ -137,3 +137,20 @@ def test_population_attacks_are_deterministic_and_see_a_shift(name):
     assert a.metrics["auc"] > 0.7
     for key in ("balanced_accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"):
         assert 0 <= a.metrics[key] <= 1
+
+
+def test_a_failing_attack_is_recorded_and_the_others_still_run():
+    from bench.mia import run_attacks
+
+    @attack_registry.register("always_fails")
+    def always_fails(a):
+        """Raises, to test isolation."""
+        raise RuntimeError("no luck")
+
+    try:
+        outputs = _outputs(np.random.default_rng(0), shift=1.0)
+        results = run_attacks(["always_fails", "loss_threshold"], AttackInput(outputs, None, AttackSettings()))
+    finally:
+        attack_registry.unregister("always_fails")
+    assert results["always_fails"].metrics == {"error": "RuntimeError: no luck"}
+    assert "auc" in results["loss_threshold"].metrics

@@ -1,0 +1,46 @@
+"""Speed of the hot paths, with pytest-benchmark. In the default test run benchmarks are
+disabled (each body runs once, as a test); measure with:
+
+    pytest tests/test_benchmarks.py --benchmark-enable
+"""
+
+import numpy as np
+import torch
+
+from bench.data import Batcher, Split, augment_batch
+from bench.evaluate import per_example_outputs
+from bench.models import build_model
+
+
+def _cifar_like(n=2048):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    return Split(x, torch.randint(0, 10, (n,), generator=g), np.arange(n))
+
+
+def test_batched_augmentation(benchmark):
+    x = _cifar_like(512).x
+    out = benchmark(augment_batch, x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+
+
+def test_one_training_epoch_of_the_cifar_cpu_model(benchmark):
+    split = _cifar_like()
+    model = build_model("cnn-small", 3, 32, 10)
+    batcher = Batcher(None, None, 3, torch.device("cpu"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def epoch():
+        for x, y in batcher.batches(split, 128, shuffle=True, generator=torch.Generator().manual_seed(0)):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+
+    benchmark(epoch)
+
+
+def test_evaluation_pass_of_the_cifar_cpu_model(benchmark):
+    split = _cifar_like()
+    model = build_model("cnn-small", 3, 32, 10)
+    out = benchmark(per_example_outputs, model, split, Batcher(None, None, 3, torch.device("cpu")), 1024)
+    assert len(out["loss"]) == len(split)
