@@ -212,7 +212,9 @@ class SuiteRun:
             if seed not in originals:
                 self.opts.progress.run_started(f"seed {seed} original model (training or cache)")
                 originals[seed] = self.original(seed)
-            data = data_cache.setdefault(fs.name, self.unlearn_data(fs))
+            if fs.name not in data_cache:
+                data_cache[fs.name] = self.unlearn_data(fs)
+            data = data_cache[fs.name]
             label = f"{fs.name} seed {seed} {method}"
             self.opts.progress.run_started(label)
             if method == "original":
