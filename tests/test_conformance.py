@@ -4,6 +4,7 @@ Parametrised over the registry, so a new method is checked automatically. A meth
 randomness must say so at registration (`deterministic=True`); none can opt out silently.
 """
 
+import copy
 import dataclasses
 import time
 
@@ -15,8 +16,8 @@ from bench.api import UnlearnData
 from bench.config import load_suite
 from bench.data import Batcher
 from bench.methods_loader import method_registry
-from bench.runner import RunOptions, SuiteRun
 from bench.progress import Progress
+from bench.runner import RunOptions, SuiteRun
 
 METHODS = method_registry().names()
 FAST = {"epochs": 1, "max_steps": 1, "batch_size": 32}  # several batches, a fraction of a second
@@ -56,15 +57,7 @@ def fast_config(entry):
 
 
 def call(run, entry, original, data, seed):
-    ctx = run.context(seed, entry.name)
-    model = copy_of(original)
-    return entry.fn(model, data, fast_config(entry), ctx)
-
-
-def copy_of(model):
-    import copy
-
-    return copy.deepcopy(model)
+    return entry.fn(copy.deepcopy(original), data, fast_config(entry), run.context(seed, entry.name))
 
 
 def state(model):

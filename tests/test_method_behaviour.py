@@ -1,17 +1,15 @@
 """Per method: on a small class-forgetting problem, forget accuracy moves from the original's
 toward retrain's while retain accuracy stays within a stated margin.
 
-The digits suite (an MLP) with its class-0 forget set, forgetting every training image of class 0: the original model knows the
-class (forget accuracy ~100%), a retrained model cannot (0%). Each method runs with its
+The digits suite (an MLP) with its class-0 forget set, every training image of class 0: the
+original model knows the class (forget accuracy ~100%), a retrained model cannot (0%). Each method runs with its
 settings in the digits suite, whose dataset split and recipe this problem shares.
 """
 
-import numpy as np
 import pytest
 
 from bench.config import load_suite
-from bench.evaluate import accuracy
-from bench.evaluate import per_example_outputs
+from bench.evaluate import accuracy, per_example_outputs
 from bench.methods_loader import method_registry
 from bench.progress import Progress
 from bench.runner import RunOptions, SuiteRun
