@@ -5,6 +5,9 @@
 A method gets a private copy of the original model, the forget/retain/val data (never the
 test split), its frozen config and a RunContext, and returns the unlearned model. It does no
 evaluation, seeding or file I/O and prints nothing; the runner does that for every method.
+`register_method(name, config=..., protocols=("class",), deterministic=True)`: `protocols`
+names the forget protocols the method is meant for (default: random and class); a suite may
+still run it on others and the leaderboard marks those rows.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import copy
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from bench.config import Recipe
+from bench.spec import Recipe
 from bench.data import Batcher, Split
 from bench.registry import Registry
 from bench.train import make_optimizer, run_epochs, train_from_scratch
@@ -29,10 +33,24 @@ __all__ = ["RunContext", "UnlearnData", "register_method", "make_optimizer", "ru
 
 @dataclass(frozen=True)
 class UnlearnData:
+    """What a method may learn from. Read-only: the runner checks it comes back unchanged."""
+
     forget: Split
     retain: Split
     val: Split
     num_classes: int
+
+    def private_copy(self) -> "UnlearnData":
+        """A copy that shares no memory with this one, so that no method can poison another's data."""
+        copy_split = lambda s: Split(s.x.clone(), s.y.clone(), s.index.copy())  # noqa: E731
+        return UnlearnData(copy_split(self.forget), copy_split(self.retain), copy_split(self.val), self.num_classes)
+
+    def same_as(self, other: "UnlearnData") -> bool:
+        """True when every image, label and index equals `other`'s."""
+        pairs = [(getattr(self, n), getattr(other, n)) for n in ("forget", "retain", "val")]
+        return self.num_classes == other.num_classes and all(
+            a.x.shape == b.x.shape and a.y.shape == b.y.shape and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+            and np.array_equal(a.index, b.index) for a, b in pairs)
 
 
 @dataclass

@@ -59,7 +59,7 @@ def _leaderboard_path(args) -> Path:
 
 
 def cmd_run(args) -> int:
-    from bench.config import load_suite, parse_overrides
+    from bench.suites import load_suite, parse_overrides
     from bench.data import DATA_ROOT_ENV, default_cache_dir
     from bench.leaderboard import write_leaderboard
     from bench.methods_loader import load_plugin, method_registry
@@ -102,10 +102,10 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from bench.config import SUITES_DIR, load_suite, suite_names
+    from bench.suites import SUITES_DIR, load_suite, suite_names
     from bench.data import dataset_registry
     from bench.methods_loader import load_plugin, method_registry
-    from bench.mia import attack_registry
+    from bench.attacks import attack_registry
     from bench.models import model_registry
 
     for plugin in args.plugin:

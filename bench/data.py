@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from bench.config import DatasetSpec
+from bench.spec import DatasetSpec
 from bench.errors import UserError
 from bench.registry import Registry
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import ForgetSpec
+from bench.spec import ForgetSpec
 from bench.errors import UserError
 
 

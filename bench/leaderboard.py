@@ -26,7 +26,9 @@ is the mean absolute difference to the same-seed retrain over forget acc, retain
 (remaining classes for class forgetting) and simple MIA, in points. **Wall** is the wall-clock of
 the method call alone, in seconds (for `original`: its training). **RTE** (higher is better) is
 retrain's wall time divided by the method's. Each cell is mean ± std over seeds; **Runs** counts
-seeds by status. Reference rows: `retrain` (the gold standard) and `original` (no unlearning)."""
+seeds by status. Reference rows: `retrain` (the gold standard) and `original` (no unlearning). A **†** marks a
+method run on a forget protocol it was not designed for (e.g. a class-forgetting method on a
+random forget set): its row is shown, read it as such."""
 
 
 def _fmt(values: list[float], digits: int = 1) -> str:
@@ -51,13 +53,20 @@ def _utility(record: dict, class_forgetting: bool) -> dict[str, float]:
 GAP_KEYS = {False: ("forget", "retain", "test", "mia"), True: ("forget", "retain", "test_remaining", "mia")}
 
 
+def retrain_by_seed(records: list[dict]) -> dict[int, dict]:
+    """The retrain reference of each seed in one section: its first `ok` record by config hash.
+    Every table and score of the section compares against this one choice."""
+    chosen: dict[int, dict] = {}
+    for r in sorted(records, key=lambda r: r["config_hash"]):
+        if r["method"] == "retrain" and r["status"] == "ok":
+            chosen.setdefault(r["seed"], r)
+    return chosen
+
+
 def section_table(records: list[dict]) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, rows and per-method settings for one suite x forget set."""
     class_forgetting = records[0]["forget_set"]["protocol"] == "class"
-    retrain = {}
-    for r in sorted(records, key=lambda r: r["config_hash"]):
-        if r["method"] == "retrain" and r["status"] == "ok":
-            retrain.setdefault(r["seed"], r)
+    retrain = retrain_by_seed(records)
     groups = defaultdict(list)
     for r in records:
         groups[(r["method"], r["config_hash"])].append(r)
@@ -97,11 +106,15 @@ def section_table(records: list[dict]) -> tuple[list[str], list[list[str]], list
     return header, [row for _, _, row in rows], sorted(settings)
 
 
-ATTACK_ORDER = ("simple", "loss_threshold", "confidence_threshold", "mia_efficacy", "lira", "rmia")
+ATTACK_ORDER = ("simple", "loss_threshold", "mia_efficacy", "lira", "rmia", "ulira")
 
 
 def _attacks(records: list[dict]) -> list[str]:
-    names = {a for r in records if r["status"] == "ok" for a in r["metrics"]["mia"]}
+    """Attacks found in the records that are still registered (a retired one, e.g.
+    confidence_threshold in older records, is not shown)."""
+    from bench.attacks import attack_registry
+
+    names = {a for r in records if r["status"] == "ok" for a in r["metrics"]["mia"] if a in attack_registry}
     return sorted(names, key=lambda a: (ATTACK_ORDER.index(a) if a in ATTACK_ORDER else len(ATTACK_ORDER), a))
 
 
@@ -115,8 +128,7 @@ def _with_gap(values: list[float], gaps: list[float], digits: int = 3) -> str:
 def privacy_table(records: list[dict], order: list[str]) -> tuple[list[str], list[list[str]]]:
     """Per method: each attack's AUC and TPR@1%FPR (gap to the same-seed retrain), forget quality."""
     attacks = _attacks(records)
-    retrain = {r["seed"]: r for r in sorted(records, key=lambda r: r["config_hash"])
-               if r["method"] == "retrain" and r["status"] == "ok"}
+    retrain = retrain_by_seed(records)
     groups = defaultdict(list)
     for r in records:
         groups[_label(r, records)].append(r)
@@ -151,23 +163,26 @@ def privacy_table(records: list[dict], order: list[str]) -> tuple[list[str], lis
 
 def _forget_quality(runs: list[dict], retrains: list[dict]) -> str:
     """NeurIPS 2023 forget quality over the seeds' runs against the seeds' retrains (N = seeds)."""
-    from bench.forget_quality import forget_quality
+    from bench.attacks.forget_quality import forget_quality
     from bench.store import load_outputs
 
     n = min(len(runs), len(retrains))
-    if n < 2:
+    if n < 3:  # the official buckets need N >= 3 (ceil(log(N - 1)) > 0)
         return "—"
     phi = lambda rs: np.stack([load_outputs(Path(r["_file"]))["forget_conf"] for r in rs[:n]])  # noqa: E731
     mean = lambda rs, k: float(np.mean([r["metrics"][k] for r in rs[:n]]))  # noqa: E731
     fq = forget_quality(phi(runs), phi(retrains), (mean(runs, "retain_acc"), mean(retrains, "retain_acc")),
                         (mean(runs, "test_acc"), mean(retrains, "test_acc")))
-    return f"{fq['forget_quality']:.3f} (N={n})"
+    return f"{fq['forget_quality']:.3f} (N={n}, null {fq['null_ceiling']:.2f})"
 
 
 def _label(record: dict, records: list[dict]) -> str:
     hashes = {r["config_hash"] for r in records if r["method"] == record["method"]}
     label = record["method"] if len(hashes) == 1 else f"{record['method']} [{record['config_hash'][:8]}]"
-    return label + (" (reference)" if record["method"] in ("original", "retrain") else "")
+    if record["method"] in ("original", "retrain"):
+        return label + " (reference)"
+    off = record["forget_set"]["protocol"] not in record.get("method_protocols", ("random", "class", "file"))
+    return label + (" †" if off else "")
 
 
 def section_figures(records: list[dict], order: list[str], results_dir: Path, board_dir: Path) -> list[str]:
@@ -220,9 +235,12 @@ def render(records: list[dict], results_label: str, results_dir: Path | None = N
         order = [row[0] for row in rows]
         if any(r["status"] == "ok" for r in recs):
             p_header, p_rows = privacy_table(recs, order)
-            out += ["Privacy: membership-inference attacks, forget set (members) vs test split; mean ± std "
-                    "over seeds, and in brackets the mean difference to the same-seed retrain (ideal: 0). "
-                    "Forget quality: NeurIPS 2023 score over the N seeds' runs vs the N retrains.", "",
+            held_out = "the test examples of the forgotten class" if fs["protocol"] == "class" else "the test split"
+            out += [f"Privacy: membership-inference attacks, forget set (members) vs {held_out} (non-members); "
+                    "mean ± std over seeds, and in brackets the mean difference to the same-seed retrain "
+                    "(ideal: 0). Forget quality: the NeurIPS 2023 score over the N seeds' runs vs the N "
+                    "retrains; `null` is what a perfect unlearner scores at that N (the ceiling to read it "
+                    "against).", "",
                     tabulate(p_rows, headers=p_header, tablefmt="github", disable_numparse=True), ""]
         if results_dir is not None:
             links = section_figures(recs, order, results_dir, board_dir)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 import torch.nn as nn
 
 from bench.registry import Registry
@@ -11,6 +14,20 @@ model_registry = Registry("model")
 
 def build_model(name: str, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     return model_registry.get(name).fn(in_channels, image_size, num_classes)
+
+
+@dataclass(frozen=True)
+class ModelFactory:
+    """Builds freshly initialised models of one architecture on one device (`ctx.new_model()`)."""
+
+    name: str
+    in_channels: int
+    image_size: int
+    num_classes: int
+    device: torch.device
+
+    def __call__(self) -> nn.Module:
+        return build_model(self.name, self.in_channels, self.image_size, self.num_classes).to(self.device)
 
 
 @model_registry.register("mlp")

@@ -1,34 +1,56 @@
-"""Reference (shadow) models for the per-example attacks, trained once and shared.
+"""Reference (shadow) models for the per-example attacks, trained once per suite and shared.
 
-K models of the suite's architecture and recipe train on random halves of the reference pool
-(the training pool plus the test split), in Carlini et al.'s balanced design: every example is
-IN for exactly K/2 of them. Their per-example outputs on the pool and on the validation split
-(the population data, OUT for every reference) are cached by a hash of everything that shapes
-them, so every method and seed of a suite, and every rerun, shares one set.
+The runner describes them in a `ReferencePlan` (the examples they sample from, how many train
+on each example, the recipe) and this module trains, caches and loads them; attacks only ever
+see the resulting `References` arrays. K models of the suite's architecture and recipe train
+on subsets of the reference pool (the training pool, the test split, and unused training
+images where the dataset has them) in Carlini et al.'s balanced design, generalised so that
+each reference trains on about as many examples as the target model did: every example is
+IN for exactly `n_in` of the K references, n_in = round(K * |pool| / |reference pool|).
+Their outputs on the pool and on the validation split (the population data, OUT for every
+reference) are cached by a hash of everything that shapes them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from bench.config import derive_seed, stable_hash
 from bench.cost import measure
 from bench.data import Split
 from bench.evaluate import per_example_outputs
+from bench.spec import Recipe, derive_seed, stable_hash
 from bench.train import train_from_scratch
 
-REFERENCES_VERSION = 1
+REFERENCES_VERSION = 2
+
+
+@dataclass(frozen=True)
+class ReferencePlan:
+    """Everything that shapes the reference models, decided by the runner."""
+
+    pool: Split  # the examples the references sample their training sets from
+    keys: np.ndarray  # one example key per pool example
+    population: Split  # the validation split: OUT for every reference (RMIA's population)
+    k: int
+    n_in: int  # how many references train on each example
+    target_size: int  # the target model's training-set size, which the references match
+    recipe: Recipe
+    eval_batch: int
+    folder: Path  # cache folder; its name hashes everything above
 
 
 @dataclass(frozen=True)
 class References:
     """Outputs of K reference models. Arrays are (K, examples); `keys` identify examples."""
 
-    keys: np.ndarray  # example keys of the pool (see SuiteRun.example_keys)
+    keys: np.ndarray  # example keys of the pool
     keep: np.ndarray  # bool (K, pool): which references trained on which pool example
     conf: np.ndarray  # (K, pool) logit-scaled confidence, image
     conf_mirror: np.ndarray  # (K, pool) the same for the mirror image
@@ -49,71 +71,70 @@ class References:
         return pos
 
 
-def balanced_keep(k: int, n: int, seed: int) -> np.ndarray:
-    """(k, n) booleans with exactly k/2 True per column (Carlini et al.'s shadow design)."""
-    if k < 2 or k % 2:
-        raise ValueError("the number of reference models must be even and at least 2")
-    return np.random.default_rng(seed).uniform(size=(k, n)).argsort(0) < k // 2
+def reference_count(k: int, target_size: int, pool_size: int) -> int:
+    """n_in: references per example so that each trains on ~target_size of pool_size examples."""
+    return int(min(max(round(k * target_size / pool_size), 1), k - 1))
 
 
-def reference_pool(run) -> tuple[Split, np.ndarray]:
-    """The examples reference models sample their halves from: the training pool plus test."""
-    pool = Split.concat(run.train_part.subset(run.splits.train), run.test)
-    keys = np.concatenate([run.example_keys("train", run.splits.train), run.example_keys("test", run.test.index)])
-    return pool, keys
+def balanced_keep(k: int, n: int, seed: int, n_in: int | None = None) -> np.ndarray:
+    """(k, n) booleans with exactly n_in True per column (Carlini et al.: n_in = k / 2)."""
+    n_in = k // 2 if n_in is None else n_in
+    if k < 2 or not 1 <= n_in < k:
+        raise ValueError("need at least 2 reference models and 1 <= n_in < k")
+    return np.random.default_rng(seed).uniform(size=(k, n)).argsort(0) < n_in
 
 
-def references_folder(run, k: int):
-    _, keys = reference_pool(run)
-    base = stable_hash([run.suite.dataset, run.raw.source, run.suite.model, run.suite.recipe, run.suite.eval,
-                        keys.tobytes().hex()[:64], len(keys), k, REFERENCES_VERSION])
-    return run.opts.cache_dir / "references" / base
+def plan_folder(cache_dir: Path, shaping: list, keys: np.ndarray, k: int, n_in: int) -> Path:
+    """The cache folder of a plan: a hash of what shapes the models, the exact pool, K and n_in."""
+    keys_sha = hashlib.sha256(np.ascontiguousarray(keys, np.int64).tobytes()).hexdigest()
+    return cache_dir / "references" / stable_hash([*shaping, keys_sha, k, n_in, REFERENCES_VERSION])
 
 
-def train_reference(run, k: int, i: int, keep: np.ndarray):
-    """Train reference model i on its half of the pool; save its weights and outputs."""
-    pool, _ = reference_pool(run)
-    folder = references_folder(run, k)
-    run.opts.progress.run_started(f"reference model {i + 1}/{k} (training)")
-    ctx = run.context(derive_seed(folder.name, i), f"reference model {i + 1}/{k}")
+def _keep(plan: ReferencePlan) -> np.ndarray:
+    return balanced_keep(plan.k, len(plan.keys), seed=derive_seed(plan.folder.name, "keep"), n_in=plan.n_in)
+
+
+def train_reference(plan: ReferencePlan, i: int, make_context: Callable, announce: Callable[[str], None]):
+    """Train reference model i on its part of the pool; save its weights and outputs."""
+    keep = _keep(plan)
+    announce(f"reference model {i + 1}/{plan.k} (training)")
+    ctx = make_context(derive_seed(plan.folder.name, i), f"reference model {i + 1}/{plan.k}")
     model = ctx.new_model()
-    with measure(run.device) as cost:
-        train_from_scratch(model, pool.subset(np.flatnonzero(keep[i])), run.suite.recipe, ctx)
-    bs = run.suite.eval.batch_size
-    out, pop = per_example_outputs(model, pool, run.batcher, bs), per_example_outputs(model, run.val, run.batcher, bs)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".ref{i}.tmp{os.getpid()}"
+    with measure(ctx.device) as cost:
+        train_from_scratch(model, plan.pool.subset(np.flatnonzero(keep[i])), plan.recipe, ctx)
+    out = per_example_outputs(model, plan.pool, ctx.batcher, plan.eval_batch)
+    pop = per_example_outputs(model, plan.population, ctx.batcher, plan.eval_batch)
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    tmp = plan.folder / f".ref{i}.tmp{os.getpid()}"
     torch.save(model.state_dict(), tmp)
-    os.replace(tmp, folder / f"ref{i}.pt")
+    os.replace(tmp, plan.folder / f"ref{i}.pt")
     np.savez(tmp.with_suffix(".npz"), conf=out["conf"], conf_mirror=out["conf_mirror"], loss=out["loss"],
              population_loss=pop["loss"], wall_s=cost["wall_s"])
-    os.replace(tmp.with_suffix(".npz"), folder / f"ref{i}.npz")
+    os.replace(tmp.with_suffix(".npz"), plan.folder / f"ref{i}.npz")
     return model, cost["wall_s"]
 
 
-def reference_model(run, refs: "References", i: int):
+def reference_model(plan: ReferencePlan, i: int, make_context: Callable, announce: Callable[[str], None]):
     """Reference model i, loaded from the cache (trained again if only its outputs were kept)."""
-    path = references_folder(run, refs.k) / f"ref{i}.pt"
+    path = plan.folder / f"ref{i}.pt"
     if not path.is_file():
-        return train_reference(run, refs.k, i, refs.keep)[0]
-    model = run.new_model()
-    model.load_state_dict(torch.load(path, map_location=run.device, weights_only=True))
+        return train_reference(plan, i, make_context, announce)[0]
+    ctx = make_context(0, "")
+    model = ctx.new_model()
+    model.load_state_dict(torch.load(path, map_location=ctx.device, weights_only=True))
     return model
 
 
-def build_references(run, k: int) -> References:
-    """Train (or load) the suite's K reference models and collect their outputs."""
-    _, keys = reference_pool(run)
-    keep = balanced_keep(k, len(keys), seed=run.suite.dataset.split_seed)
-    folder = references_folder(run, k)
+def build_references(plan: ReferencePlan, make_context: Callable, announce: Callable[[str], None]) -> References:
+    """Train (or load) the plan's K reference models and collect their outputs."""
     parts, train_s, cached_s = [], 0.0, 0.0
-    for i in range(k):
-        path = folder / f"ref{i}.npz"
+    for i in range(plan.k):
+        path = plan.folder / f"ref{i}.npz"
         if not path.is_file():
-            train_s += train_reference(run, k, i, keep)[1]
-        with np.load(path) as f:
+            train_s += train_reference(plan, i, make_context, announce)[1]
+        with np.load(path, allow_pickle=False) as f:
             parts.append({name: f[name] for name in f.files})
             cached_s += float(f["wall_s"])
     stack = lambda name: np.stack([p[name] for p in parts])  # noqa: E731
-    return References(keys, keep, stack("conf"), stack("conf_mirror"), stack("loss"),
+    return References(plan.keys, _keep(plan), stack("conf"), stack("conf_mirror"), stack("loss"),
                       stack("population_loss"), train_s, cached_s)

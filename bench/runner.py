@@ -3,11 +3,15 @@
 Runs are forget set x seed x method, plus the reference row `original` (no unlearning).
 A run whose record exists is skipped (resume). A method that raises is recorded as `failed`
 and the sweep goes on; one whose loss or weights become NaN/inf is recorded as `diverged`.
+Every method gets its own copy of the data and of the original model; a method that changes
+the original or its input data anyway is recorded as `failed` and the original is restored.
+The runner also produces what the reference-model attacks need (bench/references.py,
+bench/unlearned_references.py) and hands it to them as inputs.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,20 +26,21 @@ import torch
 
 import bench
 from bench.api import RunContext, UnlearnData
-from bench.config import Suite, derive_seed, stable_hash, to_jsonable
+from bench.attacks import AttackInput, attack_registry, run_attacks
 from bench.cost import measure
 from bench.data import Batcher, LoadOptions, Split, load_dataset, make_splits
-from bench.errors import Diverged, UserError
+from bench.errors import UserError
 from bench.evaluate import accuracy_metrics, evaluate, flatten_outputs
+from bench.execute import call_method
 from bench.forget import ForgetSet, materialize
 from bench.methods_loader import method_registry
-from bench.mia import AttackInput, attack_registry, run_attacks
-from bench.references import References, build_references
-from bench.ulira import unlearned_references
-from bench.models import build_model
+from bench.models import ModelFactory
 from bench.progress import Progress
+from bench.references import ReferencePlan, References, build_references, plan_folder, reference_count
+from bench.spec import Suite, derive_seed, stable_hash, to_jsonable
 from bench.store import SCHEMA_VERSION, record_path, write_record
-from bench.train import check_finite, train_from_scratch
+from bench.train import train_from_scratch
+from bench.unlearned_references import attacked_keys, unlearned_references
 
 REFERENCE_METHODS = ("original", "retrain")
 TRAINING_VERSION = 1  # bump when the training loop changes what a cached model would be
@@ -95,7 +100,8 @@ class SuiteRun:
         self.splits = make_splits(self.raw, suite.dataset)
         self.num_classes = len(self.raw.classes)
         in_channels, image_size = self.raw.train_x.shape[1], self.raw.train_x.shape[2]
-        self.new_model = lambda: build_model(suite.model, in_channels, image_size, self.num_classes).to(self.device)
+        # a plain factory, not a closure over the runner: nothing a method is handed reaches the test split
+        self.new_model = ModelFactory(suite.model, in_channels, image_size, self.num_classes, self.device)
         self.batcher = Batcher(suite.dataset.mean, suite.dataset.std, in_channels, self.device)
         train_x = torch.as_tensor(self.raw.train_x, device=self.device)
         train_y = torch.as_tensor(self.raw.train_y, device=self.device)
@@ -108,6 +114,7 @@ class SuiteRun:
         self.val, self.test = held.subset(self.splits.val), held.subset(self.splits.test)
         self.env = environment(self.device, self.raw.source)
         self._references: References | None = None
+        self._plan: ReferencePlan | None = None
 
     def example_keys(self, part: str, index: np.ndarray) -> np.ndarray:
         """One key per example across the dataset's parts: training images keep their index,
@@ -116,11 +123,31 @@ class SuiteRun:
             return np.asarray(index, np.int64)
         return len(self.raw.train_y) + np.asarray(index, np.int64)
 
+    def needs(self, meta_key: str) -> bool:
+        return any(attack_registry.get(a).meta.get(meta_key) for a in self.suite.attacks)
+
+    def reference_plan(self) -> ReferencePlan:
+        """Reference pool: training pool + test + unused training images up to twice the pool,
+        so that each reference trains on about as many examples as the target did."""
+        pool, k = self.splits.train, self.suite.attack_settings.references
+        held = np.concatenate([self.splits.val, self.splits.test]) if self.splits.holdout_from_train else []
+        unused = np.setdiff1d(np.arange(len(self.raw.train_y)), np.concatenate([pool, held]).astype(np.int64))
+        need = max(0, len(pool) - len(self.test))
+        rng = np.random.default_rng(derive_seed(self.suite.dataset.split_seed, "reference-extra"))
+        extra = np.sort(rng.choice(unused, min(need, len(unused)), replace=False))
+        split = Split.concat(self.train_part.subset(pool), self.test, self.train_part.subset(extra))
+        keys = np.concatenate([self.example_keys("train", pool), self.example_keys("test", self.test.index),
+                               self.example_keys("train", extra)])
+        n_in = reference_count(k, len(pool), len(keys))
+        s = self.suite
+        folder = plan_folder(self.opts.cache_dir, [s.dataset, self.raw.source, s.model, s.recipe, s.eval], keys, k, n_in)
+        return ReferencePlan(split, keys, self.val, k, n_in, len(pool), s.recipe, s.eval.batch_size, folder)
+
     def references(self) -> References | None:
         """The suite's reference models, trained on first use if an attack needs them."""
-        if self._references is None and any(attack_registry.get(a).meta.get("needs_references")
-                                            for a in self.suite.attacks):
-            self._references = build_references(self, self.suite.attack_settings.references)
+        if self._references is None and self.needs("needs_references"):
+            self._plan = self.reference_plan()
+            self._references = build_references(self._plan, self.context, self.opts.progress.run_started)
         return self._references
 
     def forget_set(self, spec) -> ForgetSet:
@@ -171,6 +198,13 @@ class SuiteRun:
         meta_path.write_text(json.dumps(meta, indent=2))
         return model, meta
 
+    @staticmethod
+    def protocols(method: str) -> tuple[str, ...]:
+        """The forget protocols a method is meant for (every protocol for `original`)."""
+        if method == "original":
+            return ("random", "class")
+        return method_registry().get(method).meta.get("protocols", ("random", "class"))
+
     def planned_methods(self) -> list[str]:
         names = [n for n, _ in self.suite.methods]
         if self.opts.methods is not None:
@@ -186,19 +220,17 @@ class SuiteRun:
             "schema_version": SCHEMA_VERSION, "bench_version": bench.__version__,
             "suite": self.suite.name, "suite_hash": self.suite.suite_hash, "model": self.suite.model,
             "method": method, "method_config": config_json, "config_hash": config_hash, "seed": seed,
-            "forget_set": fs.summary(),
+            "forget_set": fs.summary(), "method_protocols": list(self.protocols(method)),
         }
 
     def run_all(self) -> dict[str, int]:
         counts = {"ok": 0, "failed": 0, "diverged": 0, "skipped": 0}
         seeds = [s for s in self.suite.seeds if self.opts.seeds is None or s in self.opts.seeds]
-        methods = self.planned_methods()
-        registry = method_registry()
         jobs = []
         for spec in self.suite.forget_sets:
             fs = self.forget_set(spec)
             for seed in seeds:
-                for method in methods:
+                for method in self.planned_methods():
                     config = None if method == "original" else self._config(method)
                     path, base = self.record_base(fs, method, config, seed)
                     if path.exists():
@@ -220,28 +252,25 @@ class SuiteRun:
             if method == "original":
                 model, cost, status, error = originals[seed][0], dict(originals[seed][1]["cost"]), "ok", None
             else:
-                model, cost, status, error = self.run_method(registry.get(method), originals[seed][0],
-                                                             data, config, seed, fs, label)
-            record = {**base, "status": status, "error": error, "cost": cost, "env": self.env,
-                      "metrics": None}
+                model, cost, status, error = self.run_method(method, originals[seed][0], data, config, seed, fs, label)
+            record = {**base, "status": status, "error": error, "cost": cost, "env": self.env, "metrics": None}
             outputs = None
             if status == "ok":
-                record["metrics"], outputs = self.score(model, data, fs, method, config)
+                record["metrics"], outputs = self.score(model, data, fs, method, config, seed)
             write_record(path, record, outputs)
             counts[status] += 1
             self.opts.progress.run_finished(label, status, cost.get("wall_s"), error)
         return counts
 
-    def score(self, model, data: UnlearnData, fs: ForgetSet, method: str, config) -> tuple[dict, dict]:
+    def score(self, model, data: UnlearnData, fs: ForgetSet, method: str, config, seed: int) -> tuple[dict, dict]:
         """Evaluate once, then accuracies and every attack from the outputs; flat arrays to save."""
         outputs = evaluate(model, self.eval_splits(data), self.batcher, self.suite.eval.batch_size)
         for split, out in outputs.items():
             out["key"] = self.example_keys("train" if split in ("forget", "retain") else "test", out["index"])
         metrics = accuracy_metrics(outputs, fs.label)
-        def unlearned():
-            return unlearned_references(self, method, config, fs, self.suite.attack_settings.ulira_references)
-
-        attack_input = AttackInput(outputs, self.references(), self.suite.attack_settings, unlearned)
+        attack_input = AttackInput(outputs, self.suite.attack_settings, seed, fs.label, self.references())
+        if self.needs("needs_unlearned_references"):
+            attack_input = dataclasses.replace(attack_input, unlearned=self.unlearned(attack_input, method, config, fs))
         results = run_attacks(self.suite.attacks, attack_input)
         metrics["mia"] = {name: r.metrics for name, r in results.items()}
         flat = flatten_outputs(outputs)
@@ -251,6 +280,15 @@ class SuiteRun:
                 flat[f"attack_{name}_nonmember"] = r.nonmember_scores
         return metrics, flat
 
+    def unlearned(self, a: AttackInput, method: str, config, fs: ForgetSet):
+        """U-LiRA's references unlearned with `method` (cached per method, config and forget set)."""
+        keys = attacked_keys(a.members()["key"], a.nonmembers()["key"], fs.sha256)
+        fn = None if method == "original" else method_registry().get(method).fn
+        return unlearned_references(self.references(), self._plan, method, fn, config, keys, len(fs.indices),
+                                    fs.label if fs.protocol == "class" else None, fs.sha256,
+                                    self.suite.attack_settings.ulira_references, self.context,
+                                    self.opts.progress.run_started, self.num_classes)
+
     def _config(self, method: str):
         configs = dict(self.suite.methods)
         if method in configs:
@@ -258,19 +296,20 @@ class SuiteRun:
         entry = method_registry().get(method)  # retrain added as a reference, with its defaults
         return entry.config() if entry.config else None
 
-    def run_method(self, entry, original, data, config, seed, fs, label):
-        """Run one method on a private copy of the original; time the call alone."""
-        model = copy.deepcopy(original)
-        ctx = self.context(derive_seed(seed, fs.name, entry.name), label)
-        status, error = "ok", None
-        try:
-            with measure(self.device) as cost:
-                model = entry.fn(model, data, config, ctx)
-            check_finite(model)
-        except Diverged as e:
-            status, error = "diverged", str(e)
-        except Exception as e:  # isolate the failure: record it, go on with the sweep
-            status, error = "failed", f"{type(e).__name__}: {e}"
+    def run_method(self, method: str, original, data: UnlearnData, config, seed, fs, label):
+        """Run one method on private copies of the original and the data; time the call alone.
+
+        The original and the runner's data must come back unchanged (a method could reach them
+        only by cheating); if they do not, the run fails and the original is restored."""
+        before = {k: v.clone() for k, v in original.state_dict().items()}
+        private = data.private_copy()
+        ctx = self.context(derive_seed(seed, fs.name, method), label)
+        model, cost, status, error = call_method(method_registry().get(method).fn, original, private, config, ctx)
+        if not data.same_as(private):
+            status, error = "failed", "the method changed its input data (data is read-only)"
+        if any(not torch.equal(before[k], v) for k, v in original.state_dict().items()):
+            original.load_state_dict(before)
+            status, error = "failed", "the method changed the original model (it gets a private copy)"
         return model, cost, status, error
 
 

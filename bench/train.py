@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.config import Recipe
+from bench.spec import Recipe
 from bench.errors import Diverged
 
 

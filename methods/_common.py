@@ -51,16 +51,29 @@ def random_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator)
     return torch.randint(0, num_classes, y.shape, generator=generator).to(y.device)
 
 
-def blocks(model: nn.Module) -> list[nn.Module]:
-    """The model's top-level children that hold parameters, input to output ("blocks" of CF-k/EU-k)."""
-    return [m for m in model.children() if any(True for _ in m.parameters())]
+LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def last_blocks(model: nn.Module, k: int) -> list[nn.Module]:
-    found = blocks(model)
-    if not 1 <= k <= len(found):
-        raise ValueError(f"k={k}, but the model has {len(found)} blocks with parameters")
-    return found[-k:]
+def last_layers(model: nn.Module, k: int) -> list[nn.Module]:
+    """The modules of the last k layers (CF-k / EU-k), counting Conv/Linear layers as Goel et al. do.
+
+    Follows shash42/Evaluating-Inexact-Unlearning, src/methods.py, `getRetrainLayers` and
+    `resetFinalResnet`: walk the modules that own parameters from the output backwards, taking
+    each one, and stop after the k-th Conv/Linear; normalisation layers after it come along.
+    (The code lists Conv2d, BatchNorm2d and Linear; here any module owning parameters counts
+    as a companion, so other norm layers are not silently left frozen.)
+    """
+    owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    if not 1 <= k <= sum(isinstance(m, LAYER_TYPES) for m in owners):
+        raise ValueError(f"k={k}, but the model has {sum(isinstance(m, LAYER_TYPES) for m in owners)} "
+                         "Conv/Linear layers")
+    chosen, counted = [], 0
+    for m in reversed(owners):
+        chosen.append(m)
+        counted += isinstance(m, LAYER_TYPES)
+        if counted == k:
+            break
+    return chosen[::-1]
 
 
 def grad_sum(model: nn.Module, batches, loss_fn, square: bool) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ class BadTeacherConfig:
     batch_size: int = 256
 
 
-@register_method("bad_teacher", config=BadTeacherConfig)
+@register_method("bad_teacher", config=BadTeacherConfig, protocols=("class",))
 def bad_teacher(model, data: UnlearnData, cfg: BadTeacherConfig, ctx: RunContext):
     """Distil from a random teacher on forget and the original on retain (Chundawat et al.)."""
     good = ctx.frozen_copy(model)

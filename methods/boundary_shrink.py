@@ -1,9 +1,15 @@
-"""Boundary shrink (Chen et al., "Boundary Unlearning", CVPR 2023).
+"""Boundary shrink (Chen et al., "Boundary Unlearning", CVPR 2023), a class-forgetting method.
 
 Each forget example is relabelled with the original model's prediction on its FGSM neighbour
 (one signed-gradient step of size `bound` that increases the loss): the nearest wrong class.
 The model is then fine-tuned on the forget set with these labels, shrinking the decision
-boundary around it. Defaults as run in SalUn: 10 epochs, bound 0.1, SGD lr 1e-5.
+boundary around it. Follows SalUn's port (OPTML-Group/Unlearn-Saliency,
+Classification/unlearn/boundary_sh.py): `FGSM_perturb` and `discretize` (lines 35-52) step
+in PIXEL units on [0, 1] images, clamp to [0, 1] and round to 8 bits; the loop of
+`boundary_shrink_iter` (lines 80-99) takes the frozen original's argmax on the neighbour as
+the label for the clean image. Their models normalise inside the network; ours get normalised
+batches, so the step is taken on the un-normalised image and normalised again afterwards.
+Defaults as run in SalUn: 10 epochs, bound 0.1, SGD lr 1e-5.
 """
 
 from dataclasses import dataclass
@@ -17,7 +23,7 @@ from methods._common import minimise
 
 @dataclass(frozen=True)
 class BoundaryShrinkConfig:
-    bound: float = 0.1
+    bound: float = 0.1  # FGSM step in pixel units (images in [0, 1])
     epochs: int = 10
     lr: float = 1e-5
     momentum: float = 0.9
@@ -25,21 +31,23 @@ class BoundaryShrinkConfig:
     batch_size: int = 64
 
 
-def neighbour_labels(original, x, y, bound: float) -> torch.Tensor:
-    """The original model's prediction on the FGSM neighbour x + bound * sign(grad_x CE)."""
-    x = x.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(F.cross_entropy(original(x), y), x)
+def neighbour_labels(original, x, y, bound: float, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The original model's prediction on the FGSM neighbour of the normalised batch `x`."""
+    pixels = (x * std + mean).detach().requires_grad_(True)  # back to [0, 1] pixel units
+    (grad,) = torch.autograd.grad(F.cross_entropy(original((pixels - mean) / std), y), pixels)
     with torch.no_grad():
-        return original(x + bound * grad.sign()).argmax(1)
+        neighbour = torch.round(torch.clamp(pixels + bound * grad.sign(), 0.0, 1.0) * 255) / 255
+        return original((neighbour - mean) / std).argmax(1)
 
 
-@register_method("boundary_shrink", config=BoundaryShrinkConfig)
+@register_method("boundary_shrink", config=BoundaryShrinkConfig, protocols=("class",))
 def boundary_shrink(model, data: UnlearnData, cfg: BoundaryShrinkConfig, ctx: RunContext):
     """Fine-tune the forget set towards the labels of its FGSM neighbours (Chen et al. 2023)."""
     original = ctx.frozen_copy(model)
+    mean, std = ctx.batcher.mean, ctx.batcher.std
 
     def batches():
         for x, y in ctx.batches(data.forget, cfg.batch_size):
-            yield x, neighbour_labels(original, x, y, cfg.bound)
+            yield x, neighbour_labels(original, x, y, cfg.bound, mean, std)
 
     return minimise(model, cfg, ctx, batches, lambda b: F.cross_entropy(model(b[0]), b[1]))

@@ -1,19 +1,26 @@
-"""EU-k: exact unlearning of the last k blocks (Goel et al. 2022, as run in SCRUB).
+"""EU-k: exact unlearning of the last k layers (Goel et al. 2022; run as a baseline in SCRUB).
 
-Re-initialise the last k blocks (top-level modules with parameters) and train only those on
-the retain set, the frozen rest acting as a fixed feature extractor. SCRUB's settings: the last
-block, 10 epochs, SGD lr 0.01.
+Re-initialise the last k layers (Conv/Linear layers with the norm layers after them, as
+`methods._common.last_layers` counts them, following Goel et al.'s `resetFinalResnet`) and
+train only those on the retain set, the frozen rest acting as a fixed feature extractor.
+Deviation: re-initialisation uses the architecture's own initialiser (drawn from the run's
+seeded generator), where Goel et al.'s code uses Kaiming-normal weights and zero biases.
+Settings as in SCRUB's runs: 10 epochs, SGD lr 0.01.
 """
 
+import torch
+
 from bench.api import RunContext, UnlearnData, register_method
-from methods._common import last_blocks
-from methods.cf_k import LastBlocksConfig, train_last_blocks
+from methods._common import last_layers
+from methods.cf_k import LastLayersConfig, train_last_layers
 
 
-@register_method("eu_k", config=LastBlocksConfig)
-def eu_k(model, data: UnlearnData, cfg: LastBlocksConfig, ctx: RunContext):
-    """Re-initialise the last k blocks and train only them on retain (EU-k; SCRUB's settings)."""
+@register_method("eu_k", config=LastLayersConfig)
+def eu_k(model, data: UnlearnData, cfg: LastLayersConfig, ctx: RunContext):
+    """Re-initialise the last k layers and train only them on retain (EU-k, Goel et al. 2022)."""
     fresh = ctx.new_model()  # drawn from the run's seeded RNG
-    for old, new in zip(last_blocks(model, cfg.k), last_blocks(fresh, cfg.k)):
-        old.load_state_dict(new.state_dict())
-    return train_last_blocks(model, data, cfg, ctx)
+    with torch.no_grad():
+        for old, new in zip(last_layers(model, cfg.k), last_layers(fresh, cfg.k)):
+            for p_old, p_new in zip(old.parameters(recurse=False), new.parameters(recurse=False)):
+                p_old.copy_(p_new)
+    return train_last_layers(model, data, cfg, ctx)

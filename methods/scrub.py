@@ -1,9 +1,16 @@
 """SCRUB (Kurmanji et al., "Towards Unbounded Machine Unlearning", NeurIPS 2023).
 
-The student starts as the original model; a frozen copy of the original is the teacher. For
-the first `max_steps` epochs a max-step pass over the forget set maximises KL_T(teacher ||
-student); every epoch a min-step pass over the retain set minimises gamma * CE + alpha * KL_T.
-Defaults: T=4, alpha 0.5, gamma 1, 3 max steps, 5 epochs, SGD lr 5e-4.
+The student starts as the original model; a frozen copy of the original is the teacher. In
+each of the first `max_steps` epochs a max-step pass over the forget set maximises
+KL_T(teacher || student); every epoch a min-step pass over the retain set minimises
+gamma * CE + alpha * KL_T. Follows meghdadk/SCRUB: the loop of large_scale_unlearning.ipynb
+("SCRUB Forgetting" cells: epochs 1..sgda_epochs, `adjust_learning_rate` first, a max pass
+while epoch <= msteps, then a min pass), the losses of thirdparty/repdistiller/helper/loops.py
+`train_distill` (maximize: -KL; minimize: gamma * CE + alpha * KL, beta = 0), and the
+step decay of helper/util.py `adjust_learning_rate` (lr * 0.1^(number of decay epochs passed)).
+Defaults are that notebook's large-scale settings: forget batches of 512 and retain batches
+of 256 (its data-loader cell), T = 4, gamma 0.99, alpha 0.001, 2 max steps, 3 epochs, SGD
+lr 5e-4, momentum 0.9, weight decay 5e-4, decay 0.1 at epochs 3, 5 and 9.
 """
 
 from dataclasses import dataclass
@@ -19,14 +26,22 @@ from methods._common import kl_distill
 @dataclass(frozen=True)
 class ScrubConfig:
     temperature: float = 4.0
-    alpha: float = 0.5  # weight of the KL term on retain
-    gamma: float = 1.0  # weight of the CE term on retain
-    max_steps: int = 3  # epochs with a forget (max) pass
-    epochs: int = 5
+    alpha: float = 0.001  # weight of the KL term on retain
+    gamma: float = 0.99  # weight of the CE term on retain
+    max_steps: int = 2  # epochs with a forget (max) pass
+    epochs: int = 3
     lr: float = 5e-4
+    lr_decay_epochs: tuple[int, ...] = (3, 5, 9)
+    lr_decay_rate: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    batch_size: int = 128
+    forget_batch_size: int = 512
+    retain_batch_size: int = 256
+
+
+def decayed_lr(cfg: ScrubConfig, epoch: int) -> float:
+    """The lr of (1-based) `epoch`: decayed once per decay epoch strictly before it."""
+    return cfg.lr * cfg.lr_decay_rate ** sum(epoch > e for e in cfg.lr_decay_epochs)
 
 
 @register_method("scrub", config=ScrubConfig)
@@ -38,9 +53,11 @@ def scrub(model, data: UnlearnData, cfg: ScrubConfig, ctx: RunContext):
 
     def batches():
         epoch[0] += 1
+        for group in optimizer.param_groups:
+            group["lr"] = decayed_lr(cfg, epoch[0])
         if epoch[0] <= cfg.max_steps:
-            yield from (("max", b) for b in ctx.batches(data.forget, cfg.batch_size))
-        yield from (("min", b) for b in ctx.batches(data.retain, cfg.batch_size))
+            yield from (("max", b) for b in ctx.batches(data.forget, cfg.forget_batch_size))
+        yield from (("min", b) for b in ctx.batches(data.retain, cfg.retain_batch_size))
 
     def loss(tagged):
         kind, (x, y) = tagged

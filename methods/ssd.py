@@ -22,7 +22,7 @@ class SSDConfig:
     batch_size: int = 128
 
 
-@register_method("ssd", config=SSDConfig, deterministic=True)
+@register_method("ssd", config=SSDConfig, deterministic=True, protocols=("class",))
 def ssd(model, data: UnlearnData, cfg: SSDConfig, ctx: RunContext):
     """Dampen weights far more important to the forget set than to all data (Foster et al.)."""
     full = Split.concat(data.retain, data.forget)

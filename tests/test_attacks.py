@@ -6,11 +6,11 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import roc_curve
 
-from bench.config import AttackSettings
+from bench.spec import AttackSettings
 from bench.evaluate import logit_confidence
-from bench.forget_quality import epsilons, forget_quality
-from bench.lira import lira_scores, rmia_scores
-from bench.mia import AttackInput, attack_registry, roc_metrics
+from bench.attacks import AttackInput, attack_registry, roc_metrics
+from bench.attacks.forget_quality import epsilons, forget_quality
+from bench.attacks.lira import lira_scores, rmia_scores
 
 
 def test_identical_distributions_give_chance():
@@ -60,8 +60,9 @@ def test_lira_online_fixed_matches_the_formula_by_hand():
     keep = np.array([[False], [True], [False], [True]])
     target = np.array([[2.5, 2.9]])
     ins, outs = ref[keep[:, 0], 0], ref[~keep[:, 0], 0]
+    # Carlini et al.'s fixed variance: ONE sigma, the std of all IN statistics, for both Gaussians
     expected = np.mean(norm.logpdf(target[0], np.median(ins, 0), np.std(ins))
-                       - norm.logpdf(target[0], np.median(outs, 0), np.std(outs)))
+                       - norm.logpdf(target[0], np.median(outs, 0), np.std(ins)))
     assert lira_scores(target, ref, keep, online=True, fixed_variance=True)[0] == pytest.approx(expected)
     offline = np.mean(norm.logcdf(target[0], np.median(outs, 0), np.std(outs)))
     assert lira_scores(target, ref, keep, online=False, fixed_variance=True)[0] == pytest.approx(offline)
@@ -116,9 +117,9 @@ def test_forget_quality_of_retraining_is_near_the_ceiling_and_of_the_original_fa
 
 
 def test_epsilon_rules_by_hand():
-    # perfectly separated samples: infinite epsilon; identical samples: no evidence (0)
-    assert np.isinf(epsilons(np.array([[5.0], [6.0]]), np.array([[0.0], [1.0]]))[0])
-    assert epsilons(np.array([[1.0], [2.0]]), np.array([[1.0], [2.0]]))[0] == 0.0
+    # perfectly separated samples: the cap (50); identical samples: no evidence (0)
+    assert epsilons(np.array([[5.0], [6.0], [7.0]]), np.array([[0.0], [1.0], [2.0]]))[0] == 50.0
+    assert epsilons(np.array([[1.0], [2.0], [3.0]]), np.array([[1.0], [2.0], [3.0]]))[0] == 0.0
 
 
 def _outputs(rng, shift):
@@ -127,12 +128,12 @@ def _outputs(rng, shift):
     return {"forget": split(300, shift), "test": split(600, 0), "val": split(600, 0), "retain": split(900, shift)}
 
 
-@pytest.mark.parametrize("name", ["simple", "loss_threshold", "confidence_threshold", "mia_efficacy"])
+@pytest.mark.parametrize("name", ["simple", "loss_threshold", "mia_efficacy"])
 def test_population_attacks_are_deterministic_and_see_a_shift(name):
     attack = attack_registry.get(name).fn
     outputs = _outputs(np.random.default_rng(0), shift=3.0)
-    a = attack(AttackInput(outputs, None, AttackSettings()))
-    b = attack(AttackInput(outputs, None, AttackSettings()))
+    a = attack(AttackInput(outputs, AttackSettings()))
+    b = attack(AttackInput(outputs, AttackSettings()))
     assert a.metrics == b.metrics
     assert a.metrics["auc"] > 0.7
     for key in ("balanced_accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"):
@@ -140,7 +141,7 @@ def test_population_attacks_are_deterministic_and_see_a_shift(name):
 
 
 def test_a_failing_attack_is_recorded_and_the_others_still_run():
-    from bench.mia import run_attacks
+    from bench.attacks import run_attacks
 
     @attack_registry.register("always_fails")
     def always_fails(a):
@@ -149,8 +150,111 @@ def test_a_failing_attack_is_recorded_and_the_others_still_run():
 
     try:
         outputs = _outputs(np.random.default_rng(0), shift=1.0)
-        results = run_attacks(["always_fails", "loss_threshold"], AttackInput(outputs, None, AttackSettings()))
+        results = run_attacks(["always_fails", "loss_threshold"], AttackInput(outputs, AttackSettings()))
     finally:
         attack_registry.unregister("always_fails")
     assert results["always_fails"].metrics == {"error": "RuntimeError: no luck"}
     assert "auc" in results["loss_threshold"].metrics
+
+
+# ---- the fixes of issue 7, each against a known answer ----------------------------------
+
+
+def test_forget_quality_is_oriented_per_example_by_the_medians():
+    """A method whose statistics sit BELOW retrain's is as distinguishable as one above: the
+    official metric (N = 64, 1.5 sigma shift) gives epsilon ~3.26 either way; the old rule
+    "statistic >= t means unlearned" gave 0 (full points) for the shift below."""
+    rng = np.random.default_rng(0)
+    retrained = rng.normal(0, 1, (64, 20))
+    below, above = epsilons(rng.normal(-1.5, 1, (64, 20)), retrained), epsilons(rng.normal(1.5, 1, (64, 20)), retrained)
+    assert 2.8 < below.mean() < 3.7 and 2.8 < above.mean() < 3.7
+    assert abs(below.mean() - above.mean()) < 0.3
+
+
+def test_forget_quality_buckets_depend_on_n_and_the_cap_costs_all_points():
+    from bench.attacks.forget_quality import EPSILON_CAP, points
+
+    # N = 3: buckets up to ceil(log 2) = 1 -> [0, .5) worth 1, [.5, 1) worth 1/2, beyond: 0
+    assert list(points(np.array([0.1, 0.7, 1.2, EPSILON_CAP]), 3)) == [1.0, 0.5, 0.0, 0.0]
+    # N = 64: ceil(log 63) = 5 -> 10 buckets
+    assert points(np.array([4.6]), 64)[0] == 0.5**9 and points(np.array([5.1]), 64)[0] == 0.0
+    # a sample with under 1% of the other's range is capped (epsilon 50)
+    peaky = np.array([[1.0], [1.001], [1.002]])
+    assert epsilons(peaky, np.array([[0.0], [2.0], [4.0]]))[0] == EPSILON_CAP
+
+
+def test_forget_quality_double_threshold_catches_an_interval_that_one_threshold_cannot():
+    from bench.attacks.forget_quality import example_epsilon
+
+    narrow = np.array([-0.1, 0.0, 0.1, 0.05, -0.05])  # peaky, inside the wide one's range
+    wide = np.array([-3.0, -2.5, 2.5, 3.0, 2.8])
+    assert example_epsilon(narrow, wide) == 50.0  # an interval separates them perfectly
+
+
+def test_forget_quality_prints_n_and_its_null_ceiling():
+    rng = np.random.default_rng(0)
+    fq = forget_quality(rng.normal(0, 1, (3, 200)), rng.normal(0, 1, (3, 200)), (1, 1), (1, 1))
+    assert fq["n_models"] == 3 and 0.2 < fq["null_ceiling"] < 0.8
+    assert abs(fq["f"] - fq["null_ceiling"]) < 0.15  # identical distributions score near the null
+
+
+def test_lira_fixed_variance_of_identical_in_out_distributions_is_chance():
+    """One shared sigma: identical IN/OUT reference distributions give AUC 0.5 (separate global
+    sigmas pushed it well below chance: on digits retrain 0.358)."""
+    from bench.references import balanced_keep
+
+    rng = np.random.default_rng(1)
+    k, n = 8, 4000
+    keep = balanced_keep(k, n, 1)
+    base = rng.normal(0, 2, n)
+    ref = base[None, :, None] + rng.normal(0, 1, (k, n, 2)) * np.where(keep, 1.0, 0.3)[..., None]
+    members = rng.random(n) < 0.5
+    target = base[:, None] + rng.normal(0, 1, (n, 2))  # the same distribution, member or not
+    s = lira_scores(target, ref, keep, online=True, fixed_variance=True)
+    assert abs(roc_metrics(s[members], s[~members])["auc"] - 0.5) < 0.03
+
+
+def test_references_train_on_as_many_examples_as_the_target():
+    from bench.references import balanced_keep, reference_count
+
+    n_in = reference_count(8, target_size=20000, pool_size=40000)
+    assert n_in == 4
+    n_in = reference_count(8, target_size=898, pool_size=1347)  # digits: no unused images
+    keep = balanced_keep(8, 1347, 0, n_in)
+    assert (keep.sum(0) == n_in).all() and abs(keep.sum(1).mean() - 898) < 898 * 0.1
+
+
+def test_simple_mia_draws_its_subsample_and_splits_from_the_run_seed():
+    rng = np.random.default_rng(0)
+    outputs = {"forget": {"loss": rng.exponential(1.0, 200)}, "test": {"loss": rng.exponential(1.0, 2000)}}
+    simple = attack_registry.get("simple").fn
+    runs = [simple(AttackInput(outputs, AttackSettings(), seed=s)).metrics["accuracy"] for s in range(6)]
+    assert len(set(runs)) > 1  # the seeds' spread now includes the subsample's variance
+    assert simple(AttackInput(outputs, AttackSettings(), seed=3)).metrics == \
+        simple(AttackInput(outputs, AttackSettings(), seed=3)).metrics
+
+
+def test_class_forgetting_compares_with_held_out_examples_of_the_forgotten_class():
+    """Members: class 0 (trained). Non-members: test images of class 0 only; comparing with the
+    whole test split measured class identity (retrain AUC 0.000)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 3000)
+    # a retrained model: class 0 has high loss wherever it is, other classes low
+    loss = lambda lab: np.where(lab == 0, 5.0, 0.1) + rng.exponential(0.1, len(lab))  # noqa: E731
+    forget = {"loss": loss(np.zeros(300, int)), "label": np.zeros(300, int)}
+    test = {"loss": loss(labels), "label": labels}
+    outputs = {"forget": forget, "test": test, "val": test, "retain": test}
+    a = AttackInput(outputs, AttackSettings(), seed=0, forget_label=0)
+    assert (a.nonmembers()["label"] == 0).all() and len(a.nonmembers()["label"]) == (labels == 0).sum()
+    auc = attack_registry.get("loss_threshold").fn(a).metrics["auc"]
+    assert abs(auc - 0.5) < 0.1
+    unfiltered = attack_registry.get("loss_threshold").fn(AttackInput(outputs, AttackSettings()))
+    assert unfiltered.metrics["auc"] < 0.1
+
+
+def test_confidence_threshold_is_gone_and_every_attack_is_listed(cli):
+    assert "confidence_threshold" not in attack_registry
+    code, out, _ = cli("list", "attacks")
+    assert code == 0
+    listed = {line.split()[0] for line in out.splitlines()}
+    assert listed == {"simple", "loss_threshold", "mia_efficacy", "lira", "rmia", "ulira"}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench.api import UnlearnData
-from bench.config import load_suite
+from bench.suites import load_suite
 from bench.data import Batcher
 from bench.methods_loader import method_registry
 from bench.progress import Progress

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import DatasetSpec
+from bench.spec import DatasetSpec
 from bench.data import (CIFAR10_CLASSES, Batcher, LoadOptions, RawDataset, Split, augment_batch,
                         load_dataset, make_splits)
 from bench.errors import UserError

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from bench.config import ForgetSpec
+from bench.spec import ForgetSpec
 from bench.errors import UserError
 from bench.forget import materialize, select_indices
 

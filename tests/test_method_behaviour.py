@@ -8,7 +8,7 @@ settings in the digits suite, whose dataset split and recipe this problem shares
 
 import pytest
 
-from bench.config import load_suite
+from bench.suites import load_suite
 from bench.evaluate import accuracy, per_example_outputs
 from bench.methods_loader import method_registry
 from bench.progress import Progress

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from bench.mia import balanced_sample, simple_mia_scores
+from bench.attacks.base import balanced_sample
+from bench.attacks.population import simple_mia_scores
 
 
 def test_separable_losses_are_fully_recognised():

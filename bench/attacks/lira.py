@@ -1,6 +1,7 @@
 """Per-example attacks with reference models: LiRA (Carlini et al. 2022) and RMIA
 (Zarifzadeh et al. 2024). Both read the target's saved outputs and the suite's shared
-reference-model outputs (bench/references.py); neither runs a model.
+reference-model outputs (`AttackInput.references`, built by bench/references.py); neither
+runs a model.
 """
 
 from __future__ import annotations
@@ -10,53 +11,61 @@ import warnings
 import numpy as np
 from scipy.stats import norm
 
-from bench.mia import AttackInput, AttackResult, register_attack, roc_metrics, scored
+from bench.attacks.base import AttackInput, AttackResult, register_attack, roc_metrics, scored
 
 LIRA_VARIANTS = ("online_fixed", "online", "offline_fixed", "offline")
 
 
-def _reference_view(a: AttackInput, split: str):
-    """(target phi (n, 2), reference phi (K, n, 2), IN mask (K, n)) for one split's examples."""
-    refs, out = a.references, a.outputs[split]
+def _reference_view(a: AttackInput, out: dict):
+    """(target phi (n, 2), reference phi (K, n, 2), IN mask (K, n)) for the examples of `out`."""
+    refs = a.references
     rows = refs.rows(out["key"])
     target = np.stack([out["conf"], out["conf_mirror"]], axis=-1).astype(np.float64)
     ref = np.stack([refs.conf[:, rows], refs.conf_mirror[:, rows]], axis=-1).astype(np.float64)
     return target, ref, refs.keep[:, rows]
 
 
-def lira_scores(target, ref, keep, online: bool, fixed_variance: bool) -> np.ndarray:
+def lira_scores(target, ref, in_mask, online: bool, fixed_variance: bool, out_mask=None) -> np.ndarray:
     """LiRA membership scores (higher = member), averaged over the image and mirror queries.
 
-    Per example, IN and OUT Gaussians of the reference statistic: mean = median over the
-    references; standard deviation per example, or one global value ("fixed") over all of
-    them, as in Carlini et al.'s code. Online: log N(phi; in) - log N(phi; out). Offline
-    (OUT only, one-sided): log Pr[Z <= phi], Z ~ N(out).
+    Follows tensorflow/privacy research/mi_lira_2021/plot.py, `generate_ours` (online) and
+    `generate_ours_offline`: per example, the mean of the IN and OUT Gaussians is the median
+    of the reference statistics; the standard deviation is per example, or with
+    `fixed_variance` ONE global value shared by both Gaussians, the std of all IN statistics
+    (`std_in = std_out = np.std(dat_in)`; offline, the std of all OUT statistics). Online:
+    log N(phi; in) - log N(phi; out). Offline (OUT only) is the paper's one-sided test,
+    log Pr[Z <= phi] with Z ~ N(out) (deviation: the code scores the two-sided density).
+    `out_mask` defaults to "not IN"; U-LiRA passes its own, since a reference can be neither.
+    Where an example has no IN (or OUT) reference, its mean falls back to the median over all
+    examples (deviation: the code truncates every example to the smallest IN count instead).
     """
+    out_mask = ~in_mask if out_mask is None else out_mask
 
     def gaussian(mask):
         vals = np.where(mask[..., None], ref, np.nan)
-        with warnings.catch_warnings():  # examples with no IN (or OUT) reference: see below
+        with warnings.catch_warnings():  # examples with no IN (or OUT) reference: see above
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, std = np.nanmedian(vals, axis=0), np.nanstd(vals, axis=0)
-        # With a subset of the balanced references (U-LiRA) an example can lack IN or OUT
-        # references; it then falls back to the median and spread over all examples.
+            overall = np.nanstd(vals)
         mean = np.where(np.isnan(mean), np.nanmedian(vals), mean)
-        std = np.nanstd(vals) if fixed_variance else np.where(np.isnan(std), np.nanstd(vals), std)
-        return mean, np.maximum(std, 1e-30)
+        return mean, (overall if fixed_variance else np.where(np.isnan(std), overall, std))
 
-    mean_out, std_out = gaussian(~keep)
+    mean_out, std_out = gaussian(out_mask)
     if online:
-        mean_in, std_in = gaussian(keep)
+        mean_in, std_in = gaussian(in_mask)
+        if fixed_variance:
+            std_out = std_in  # one sigma for both Gaussians, from the IN statistics
+        std_in, std_out = np.maximum(std_in, 1e-30), np.maximum(std_out, 1e-30)
         score = norm.logpdf(target, mean_in, std_in) - norm.logpdf(target, mean_out, std_out)
     else:
-        score = norm.logcdf(target, mean_out, std_out)
+        score = norm.logcdf(target, mean_out, np.maximum(std_out, 1e-30))
     return score.mean(axis=-1)
 
 
 @register_attack("lira", needs_references=True)
 def lira(a: AttackInput) -> AttackResult:
     """LiRA (Carlini et al. 2022): per-example Gaussian likelihood ratio from K reference models."""
-    views = {split: _reference_view(a, split) for split in ("forget", "test")}
+    views = {"forget": _reference_view(a, a.members()), "test": _reference_view(a, a.nonmembers())}
     variants, scores = {}, {}
     for variant in LIRA_VARIANTS:
         online, fixed = variant.startswith("online"), variant.endswith("fixed")
@@ -117,14 +126,14 @@ def rmia(a: AttackInput) -> AttackResult:
     m = st.rmia_references
     a_param = _tune_a(refs, m, st.rmia_gamma, st.seed)
     prob = np.exp(-refs.loss.astype(np.float64))
-    pop_target = np.exp(-a.outputs["val"]["loss"].astype(np.float64))
+    pop_target = np.exp(-a.outputs["val"]["loss"].astype(np.float64))  # population: all of val
     pop_refs = np.exp(-refs.population_loss[:m].astype(np.float64))
     s = {}
-    for split in ("forget", "test"):
-        rows = refs.rows(a.outputs[split]["key"])
+    for split, out in (("forget", a.members()), ("test", a.nonmembers())):
+        rows = refs.rows(out["key"])
         chosen = _first_out(refs.keep[:, rows], m)
         p_refs = np.take_along_axis(prob[:, rows], chosen, axis=0)
-        p_target = np.exp(-a.outputs[split]["loss"].astype(np.float64))
+        p_target = np.exp(-out["loss"].astype(np.float64))
         s[split] = rmia_scores(p_target, p_refs, pop_target, pop_refs, a_param, st.rmia_gamma)
     result = scored(s["forget"], s["test"])
     return AttackResult({**result.metrics, "a": a_param, "gamma": st.rmia_gamma, **_cost(a, m)},

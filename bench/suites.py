@@ -1,133 +1,31 @@
-"""Suite specs as frozen dataclasses, loaded from YAML with strict key and type checks.
+"""Loading suites: YAML -> `Suite`, with strict key, type and range checks against the registries.
 
 Every mapping in a suite file is read by `build_dataclass`, which rejects unknown keys
 (with "did you mean") and wrong types, naming the file and the key. The same function
 checks method hyperparameters and `--set` overrides, so all three fail the same way.
+This module sits beside the CLI: it imports the registries; nothing below it imports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.attacks import attack_registry
+from bench.attacks.lira import LIRA_VARIANTS
+from bench.data import dataset_registry
 from bench.errors import UserError
+from bench.methods_loader import method_registry
+from bench.models import model_registry
 from bench.registry import did_you_mean
+from bench.spec import AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Suite
 
 SUITES_DIR = Path(__file__).parent / "suites"
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    train_size: int | None = None  # training pool drawn from the training images; None = all
-    holdout_fraction: float = 0.3  # for datasets without a test part: share held out for val+test
-    val_fraction: float = 0.5  # share of the held-out images used as validation (kit: 50/50)
-    split_seed: int = 0
-    mean: tuple[float, ...] | None = None  # per-channel normalisation of x/255; None = x/255
-    std: tuple[float, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How the original model (and retrain) is trained."""
-
-    epochs: int
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd | adam
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine | constant
-    augment: bool = False  # random crop (padding 4) + horizontal flip
-
-
-@dataclass(frozen=True)
-class ForgetSpec:
-    protocol: str  # random | class | file
-    fraction: float | None = None  # random: share of the training pool
-    label: int | None = None  # class: the class to forget
-    path: str | None = None  # file: .npy of indices into the dataset's training images
-    seed: int = 0  # random: the draw is fixed by this seed, not by the run seed
-    name: str | None = None  # default: random-10pct, class-0, file-<stem>
-
-    @property
-    def display_name(self) -> str:
-        if self.name:
-            return self.name
-        if self.protocol == "random":
-            return f"random-{round(self.fraction * 100, 2):g}pct"
-        if self.protocol == "class":
-            return f"class-{self.label}"
-        return f"file-{Path(self.path).stem}"
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    batch_size: int = 1024
-    retain_sample: int | None = None  # evaluate a fixed random sample of retain; None = all
-
-
-@dataclass(frozen=True)
-class AttackSettings:
-    references: int = 8  # K reference models for lira/rmia (even); trained once per suite
-    rmia_references: int = 2  # how many of them RMIA uses (1-4 in the paper)
-    rmia_gamma: float = 1.0
-    ulira_references: int = 4  # U-LiRA unlearns the first K_u references with each method
-    lira_variant: str = "online_fixed"  # the variant whose numbers head the lira entry
-    seed: int = 0  # subsampling inside the attacks
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    dataset: DatasetSpec
-    model: str
-    recipe: Recipe
-    forget_sets: tuple[ForgetSpec, ...]
-    seeds: tuple[int, ...]
-    methods: tuple[tuple[str, Any], ...]  # (method name, its config dataclass instance)
-    attacks: tuple[str, ...] = ("simple",)
-    eval: EvalSpec = field(default_factory=EvalSpec)
-    attack_settings: AttackSettings = field(default_factory=AttackSettings)
-    description: str = ""
-    path: str = ""
-
-    def method_config(self, name: str):
-        return dict(self.methods)[name]
-
-    @property
-    def suite_hash(self) -> str:
-        """Hash of everything that shapes the original model and its evaluation."""
-        return stable_hash([self.dataset, self.model, self.recipe, self.eval])
-
-
-def to_jsonable(obj):
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    return obj
-
-
-def stable_hash(obj) -> str:
-    text = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def derive_seed(*parts) -> int:
-    """A seed for one purpose of one run, so that no two random streams coincide by accident."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") % (2**63)
 
 
 def _coerce(value, tp, where: str):
@@ -231,8 +129,6 @@ def suite_names() -> list[str]:
 
 def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = None) -> Suite:
     """Read a suite by built-in name or path, apply `--set` overrides, check everything."""
-    from bench.methods_loader import method_registry  # the methods must be imported to check them
-
     path = resolve_suite_path(name_or_path)
     where = str(path)
     try:
@@ -306,11 +202,6 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
 
 def validate_suite(suite: Suite, where: str) -> None:
     """Checks that need the registries: names exist, forget specs make sense."""
-    import bench.lira  # noqa: F401  (registers lira and rmia)
-    import bench.ulira  # noqa: F401
-    from bench.data import dataset_registry
-    from bench.mia import attack_registry
-    from bench.models import model_registry
 
     def check(registry, name, key):
         if name not in registry:
@@ -337,8 +228,6 @@ def validate_suite(suite: Suite, where: str) -> None:
         if not 1 <= st.rmia_references <= st.references // 2:
             raise UserError(f"{where}: attack_settings.rmia_references: {st.rmia_references}; use 1.."
                             f"{st.references // 2} (each example is OUT for half of the references).")
-    from bench.lira import LIRA_VARIANTS
-
     if st.lira_variant not in LIRA_VARIANTS:
         raise UserError(f"{where}: attack_settings.lira_variant: '{st.lira_variant}'."
                         f"{did_you_mean(st.lira_variant, list(LIRA_VARIANTS))}")

@@ -1,6 +1,7 @@
 import pytest
 
-from bench.config import Suite, load_suite, parse_overrides, suite_names
+from bench.spec import Suite
+from bench.suites import load_suite, parse_overrides, suite_names
 from bench.errors import UserError
 
 

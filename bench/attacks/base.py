@@ -1,0 +1,90 @@
+"""What every membership-inference attack shares: the registry, its input and result, ROC metrics.
+
+No attack runs a model. An attack is registered with `@register_attack(name)` and maps an
+`AttackInput` to an `AttackResult`: its metrics and per-example membership scores for the
+members (the forget set) and the non-members (held-out examples: the test split, or for class
+forgetting the test examples of the forgotten class). Reference-model outputs reach an attack
+as inputs (`references`, `unlearned`), produced beforehand by the runner.
+For unlearning the ideal value of every attack is its value against the same-seed retrain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from bench.registry import Registry
+from bench.spec import AttackSettings
+
+attack_registry = Registry("attack")
+register_attack = attack_registry.register
+FPR_POINTS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
+
+
+@dataclass(frozen=True)
+class AttackInput:
+    outputs: dict  # {"forget": {"loss": ..., "conf": ..., "label": ..., "key": ...}, "retain", "val", "test"}
+    settings: AttackSettings
+    seed: int = 0  # the run's seed: every subsample an attack draws comes from it
+    forget_label: int | None = None  # the forgotten class, for class forgetting
+    references: object | None = None  # bench.references.References, for attacks that need them
+    unlearned: object | None = None  # bench.unlearned_references.UnlearnedReferences (U-LiRA)
+
+    def members(self) -> dict:
+        return self.outputs["forget"]
+
+    def nonmembers(self, split: str = "test") -> dict:
+        """Held-out examples of `split`; for class forgetting only those of the forgotten class,
+        so that members and non-members differ in membership, not in class."""
+        out = self.outputs[split]
+        if self.forget_label is None:
+            return out
+        keep = out["label"] == self.forget_label
+        return {k: v[keep] for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    metrics: dict
+    member_scores: np.ndarray | None = None  # higher = more likely a member
+    nonmember_scores: np.ndarray | None = None
+
+
+def run_attacks(names, attack_input: AttackInput) -> dict[str, AttackResult]:
+    """Every attack on one run; an attack that fails is recorded with its error, the others go on."""
+    results = {}
+    for name in names:
+        try:
+            results[name] = attack_registry.get(name).fn(attack_input)
+        except Exception as e:  # noqa: BLE001 - isolate the failure like a method's
+            results[name] = AttackResult({"error": f"{type(e).__name__}: {e}"})
+    return results
+
+
+def roc_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> dict[str, float]:
+    """Balanced accuracy (best threshold), ROC AUC and TPR at 1% and 0.1% FPR.
+
+    TPR at a fixed FPR is read off sklearn's `roc_curve` by linear interpolation between its
+    points, so it agrees with the ROC plotted from the same curve.
+    """
+    y = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
+    scores = np.r_[member_scores, nonmember_scores].astype(np.float64)
+    fpr, tpr, _ = roc_curve(y, scores)
+    out = {"balanced_accuracy": float(np.max((tpr + 1 - fpr) / 2)), "auc": float(roc_auc_score(y, scores))}
+    out.update({name: float(np.interp(x, fpr, tpr)) for name, x in FPR_POINTS.items()})
+    return out
+
+
+def scored(member_scores, nonmember_scores, **extra) -> AttackResult:
+    metrics = {**roc_metrics(member_scores, nonmember_scores), **extra}
+    return AttackResult(metrics, np.asarray(member_scores, np.float32), np.asarray(nonmember_scores, np.float32))
+
+
+def balanced_sample(members: np.ndarray, nonmembers: np.ndarray, seed: int = 0):
+    """Subsample the larger group (seeded) so both have the same size."""
+    rng = np.random.default_rng(seed)
+    n = min(len(members), len(nonmembers))
+    pick = lambda a: a if len(a) == n else a[np.sort(rng.choice(len(a), n, replace=False))]  # noqa: E731
+    return pick(members), pick(nonmembers)
