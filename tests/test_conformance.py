@@ -1,106 +1,112 @@
-"""The contract every registered method keeps, checked on a tiny model and data.
+"""The contract every registered method keeps (bench/checks.py), one test per method and check.
 
-Parametrised over the registry, so a new method is checked automatically. A method without
-randomness must say so at registration (`deterministic=True`); none can opt out silently.
+Parametrised over the registry, so a new method (or plugin) is checked automatically. The
+behaviour check runs each method with its settings in the digits suite. Deliberately broken
+methods must fail the check that names what they broke.
 """
 
-import copy
-import dataclasses
-import time
+import functools
+import textwrap
 
-import numpy as np
 import pytest
-import torch
 
-from bench.api import UnlearnData
+from bench.checks import CHECKS, ContractError, check_method, contract
+from bench.methods_loader import load_plugin, method_registry
 from bench.suites import load_suite
-from bench.data import Batcher
-from bench.methods_loader import method_registry
-from bench.progress import Progress
-from bench.runner import RunOptions, SuiteRun
 
 METHODS = method_registry().names()
-FAST = {"epochs": 1, "max_steps": 1, "batch_size": 32}  # several batches, a fraction of a second
+DIGITS = dict(load_suite("digits").methods)
 
 
-class RecordingBatcher(Batcher):
-    """A Batcher that remembers the dataset indices of every split a method batches."""
-
-    seen: list
-
-    def batches(self, split, *args, **kwargs):
-        self.seen.append(split.index.copy())
-        return super().batches(split, *args, **kwargs)
+@functools.lru_cache(maxsize=None)
+def results(name: str) -> dict:
+    return contract(name, behaviour_config=DIGITS.get(name))
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from conftest import TINY_SUITE
-
-    root = tmp_path_factory.mktemp("conformance")
-    (root / "tiny.yaml").write_text(TINY_SUITE)
-    suite = load_suite(str(root / "tiny.yaml"))
-    run = SuiteRun(suite, RunOptions(results_dir=root / "results", cache_dir=root / "cache",
-                                     progress=Progress(enabled=False)))
-    run.batcher.__class__ = RecordingBatcher
-    run.batcher.seen = []
-    original, _ = run.original(0)
-    data = run.unlearn_data(run.forget_set(suite.forget_sets[0]))
-    return run, original, data
-
-
-def fast_config(entry):
-    if entry.config is None:
-        return None
-    defaults = entry.config()
-    return dataclasses.replace(defaults, **{k: v for k, v in FAST.items() if hasattr(defaults, k)})
-
-
-def call(run, entry, original, data, seed):
-    return entry.fn(copy.deepcopy(original), data, fast_config(entry), run.context(seed, entry.name))
-
-
-def state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
+@pytest.mark.parametrize("check", CHECKS)
 @pytest.mark.parametrize("name", METHODS)
-def test_method_contract(setup, name):
-    run, original, data = setup
-    entry = method_registry().get(name)
-    before = state(original)
-    run.batcher.seen = []
-
-    started = time.perf_counter()
-    first = call(run, entry, original, data, seed=1)
-    took = time.perf_counter() - started
-
-    # same architecture, finite weights
-    assert type(first) is type(original)
-    got = state(first)
-    assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in before.items()}
-    assert all(torch.isfinite(v).all() for v in got.values() if v.is_floating_point())
-    # the original model is untouched
-    assert all(torch.equal(before[k], v) for k, v in state(original).items())
-    # never the test split: every batched example is from forget, retain or val
-    test_index = set(run.test.index.tolist())
-    allowed = set(data.forget.index) | set(data.retain.index) | set(data.val.index)
-    seen = set(np.concatenate(run.batcher.seen).tolist()) if run.batcher.seen else set()
-    assert not seen & test_index and seen <= allowed
-    assert "test" not in {f.name for f in dataclasses.fields(UnlearnData)}
-    # the method changed something (except when it had nothing to change)
-    assert any(not torch.equal(before[k], got[k]) for k in got), f"{name} returned the original unchanged"
-    # same seed, identical result; a different seed, a different result unless declared deterministic
-    again = state(call(run, entry, original, data, seed=1))
-    assert all(torch.equal(got[k], again[k]) for k in got)
-    other = state(call(run, entry, original, data, seed=2))
-    differs = any(not torch.equal(got[k], other[k]) for k in got)
-    assert differs != bool(entry.meta.get("deterministic")), (
-        f"{name}: seeds 1 and 2 {'differ' if differs else 'agree'}; declare deterministic=True "
-        "at registration only if the method uses no randomness")
-    # a few seconds on a CPU at most (a guard against runaway loops; speed is measured in bench/)
-    assert took < 30
+def test_method_keeps_the_contract(name, check):
+    problem = results(name)[check]
+    assert problem is None, f"{name}: check_{check} failed: {problem}"
 
 
 def test_there_are_at_least_thirteen_methods():
     assert len(METHODS) >= 13
+
+
+BROKEN = {
+    # sets one class's output bias to -1e4: in a run it wipes out a class
+    "bias_kill": ("random_forgetting_behaviour", """
+        import torch
+        from bench.api import register_method
+
+        @register_method("bias_kill", deterministic=True)
+        def bias_kill(model, data, cfg, ctx):
+            '''Kills class 3.'''
+            with torch.no_grad():
+                list(model.parameters())[-1][3] = -1e4
+            return model
+    """),
+    # relabels the forget set in place, then fine-tunes on it
+    "relabel_in_place": ("data_unchanged", """
+        import torch.nn.functional as F
+        from bench.api import register_method, make_optimizer, run_epochs
+
+        @register_method("relabel_in_place")
+        def relabel_in_place(model, data, cfg, ctx):
+            '''Poisons its input data.'''
+            data.forget.y[:] = (data.forget.y + 1) % data.num_classes
+            opt = make_optimizer(model.parameters(), "sgd", 0.01)
+            return run_epochs(model, opt, 1, lambda: ctx.batches(data.forget, 32),
+                              lambda b: F.cross_entropy(model(b[0]), b[1]), ctx)
+    """),
+    # walks the caller's frames to the runner's test split and trains on it
+    "test_through_frames": ("test_split_untouched", """
+        import inspect
+        import torch.nn.functional as F
+        from bench.api import register_method, make_optimizer, run_epochs
+        from bench.data import Split
+
+        @register_method("test_through_frames")
+        def test_through_frames(model, data, cfg, ctx):
+            '''Finds the test split in a caller's frame.'''
+            frame, test = inspect.currentframe(), None
+            while frame is not None and test is None:
+                for value in frame.f_locals.values():
+                    if isinstance(getattr(value, "test", None), Split):
+                        test = value.test
+                frame = frame.f_back
+            opt = make_optimizer(model.parameters(), "sgd", 0.01)
+            return run_epochs(model, opt, 1, lambda: ctx.batches(test, 32),
+                              lambda b: F.cross_entropy(model(b[0]), b[1]), ctx)
+    """),
+    # changes the caller's original model, which it finds through the frames
+    "touches_original": ("original_untouched", """
+        import inspect
+        import torch
+        from bench.api import register_method
+
+        @register_method("touches_original")
+        def touches_original(model, data, cfg, ctx):
+            '''Zeroes the original it was copied from.'''
+            frame = inspect.currentframe().f_back
+            while frame is not None and "original" not in frame.f_locals:
+                frame = frame.f_back
+            with torch.no_grad():
+                for p in frame.f_locals["original"].parameters():
+                    p.zero_()
+                model[-1].bias.add_(torch.randn(model[-1].bias.shape, generator=ctx.generator))
+            return model
+    """),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_methods_fail_the_check_that_names_their_fault(name, tmp_path, forget_plugins):
+    check, source = BROKEN[name]
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    load_plugin(str(path))
+    with pytest.raises(ContractError, match=f"check_{check} failed"):
+        check_method(name)
+    assert contract(name)[check] is not None

@@ -191,3 +191,67 @@ def test_reference_models_are_trained_once_and_shared(cli, tiny_suite, tmp_path)
     assert "lira AUC" in board and "Forget quality" in board
     assert (Path("results") / "tiny" / "figures" / "random-10pct-roc-lira.png").is_file()
     assert (Path("results") / "tiny" / "figures" / "random-10pct-loss-hist.png").is_file()
+
+
+POISONER = '''
+import inspect
+import torch
+from bench.api import register_method
+
+@register_method("poisoner", deterministic=True)
+def poisoner(model, data, cfg, ctx):
+    """Relabels its data in place and zeroes the original it finds in a caller's frame."""
+    data.forget.y[:] = 0
+    data.retain.y[:] = 0
+    frame = inspect.currentframe()
+    while frame is not None and "original" not in frame.f_locals:
+        frame = frame.f_back
+    with torch.no_grad():
+        for p in frame.f_locals["original"].parameters():
+            p.zero_()
+    return model
+'''
+
+
+def test_a_cheating_method_fails_and_poisons_nothing_for_the_methods_after_it(cli, tiny_suite, tmp_path,
+                                                                             forget_plugins):
+    (tmp_path / "poisoner.py").write_text(POISONER)
+    clean = tiny_suite()
+    assert cli("run", clean, "--quiet", "--results", "clean", "--no-leaderboard")[0] == 0
+    from conftest import TINY_SUITE
+
+    # the poisoner runs before finetune (suite order), on the same originals and data
+    poisoned = tiny_suite(TINY_SUITE.replace("  finetune:", "  poisoner: {}\n  finetune:"), "poisoned.yaml")
+    code, _, err = cli("run", poisoned, "--quiet", "--results", "poisoned", "--no-leaderboard",
+                       "--plugin", tmp_path / "poisoner.py")
+    assert code == 0, err
+    records = {(r["method"], r["seed"]): r for r in load_records(Path("poisoned"))}
+    assert records[("poisoner", 0)]["status"] == "failed"
+    assert "changed the original model" in records[("poisoner", 0)]["error"] or \
+        "changed its input data" in records[("poisoner", 0)]["error"]
+    for r in load_records(Path("clean")):
+        assert records[(r["method"], r["seed"])]["metrics"] == r["metrics"], r["method"]
+
+
+def test_records_say_which_protocols_a_method_targets_and_the_board_marks_the_rest(cli, tiny_suite):
+    from conftest import TINY_SUITE
+
+    suite = tiny_suite(TINY_SUITE + "  ssd: {alpha: 2.0}\n")
+    assert cli("run", suite, "--quiet", "--methods", "ssd")[0] == 0
+    ssd = [r for r in load_records(Path("results")) if r["method"] == "ssd"]
+    assert ssd and all(r["method_protocols"] == ["class"] for r in ssd)
+    board = Path("leaderboard.md").read_text()
+    assert "| ssd †" in board and "| retrain (reference)" in board and "| finetune †" not in board
+
+
+def test_ulira_references_unlearn_a_forget_set_of_the_real_size(cli, tiny_suite):
+    from conftest import TINY_SUITE
+
+    suite = tiny_suite(TINY_SUITE + "attacks: [simple, ulira]\n"
+                                    "attack_settings: {references: 4, ulira_references: 4}\n")
+    assert cli("run", suite, "--quiet", "--methods", "finetune", "--seeds", "0")[0] == 0
+    for r in load_records(Path("results")):
+        u = r["metrics"]["mia"]["ulira"]
+        assert "error" not in u, u
+        assert u["forget_sizes"] == [r["forget_set"]["size"]] * 4
+        assert u["n_references"] + u["n_references_failed"] == 4 and u["mean_in_per_example"] > 0.5

@@ -1,0 +1,214 @@
+"""The method contract as named, public checks (in the spirit of scikit-learn's check_estimator).
+
+    from bench.checks import check_method
+    check_method("my_method")            # raises ContractError naming the first broken check
+    check_method("my_method", config)    # with a config of your own for the behaviour check
+
+`contract(name)` returns {check name: None if it holds, else what broke}. The conformance test
+runs every check on every registered method (plugins included), so a failure names the check.
+Contract checks run the method once on a tiny digits problem (a few batches) and look at what
+it returned and at what it touched:
+
+- same_architecture, finite_weights, changes_the_model: the returned model;
+- original_untouched: the caller's original model is unchanged (the method gets a copy, so
+  only cheating could change it);
+- data_unchanged: the data it was handed comes back unchanged (data is read-only);
+- test_split_unreachable: no tensor of the test split is reachable from anything the method
+  is handed (model, data, config, context);
+- test_split_untouched: the test split's tensors are canaries that record any use during the
+  call, so a method that finds them anyway (through the caller's frames, gc, ...) is caught;
+- same_seed_same_result, seed_changes_result: seeded, and random unless declared deterministic.
+
+The behaviour check (random_forgetting_behaviour) runs the method with its config on digits
+with a random 10% forget set, on three seeds: forget accuracy must not rise, must not fall
+below half of the held-out accuracy (forgetting moves it toward held-out accuracy, not to
+0), and no class may be wiped out (every class keeps >= 25% retain accuracy). It applies to
+methods meant for random forgetting (`protocols`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+import sys
+import tempfile
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.data import Split
+from bench.evaluate import accuracy, per_example_outputs
+from bench.execute import call_method
+from bench.methods_loader import method_registry
+from bench.progress import Progress
+from bench.runner import RunOptions, SuiteRun
+from bench.suites import load_suite
+
+FAST = {"epochs": 1, "max_steps": 1, "batch_size": 32, "forget_batch_size": 32, "retain_batch_size": 32}
+BEHAVIOUR_SEEDS = (0, 1, 2)
+WIPED_OUT = 0.25  # a class whose retain accuracy falls below this is wiped out
+TINY_SUITE = """\
+name: contract
+dataset: {name: digits, split_seed: 0}
+model: mlp
+recipe: {epochs: 3, batch_size: 64, lr: 0.05, schedule: cosine}
+forget_sets: [{protocol: random, fraction: 0.1}]
+seeds: [0]
+"""
+CONTRACT_CHECKS = ("same_architecture", "finite_weights", "changes_the_model", "original_untouched",
+                   "data_unchanged", "test_split_unreachable", "test_split_untouched", "same_seed_same_result",
+                   "seed_changes_result")
+CHECKS = (*CONTRACT_CHECKS, "random_forgetting_behaviour")
+
+
+class ContractError(AssertionError):
+    """A method broke the contract; the message names the check."""
+
+
+class _Canary(torch.Tensor):
+    """A tensor that records being used by any torch operation."""
+
+    used = False
+
+    @classmethod
+    def __torch_function__(cls, func, types_, args=(), kwargs=None):
+        _Canary.used = True
+        return super().__torch_function__(func, types_, args, kwargs or {})
+
+
+@dataclass
+class Problem:
+    run: SuiteRun
+    original: torch.nn.Module
+    data: object  # UnlearnData
+
+
+def problem(root: Path, suite_text: str = TINY_SUITE, seed: int = 0, forget_set: int = 0) -> Problem:
+    path = root / "suite.yaml"
+    path.write_text(suite_text)
+    run = SuiteRun(load_suite(str(path)), RunOptions(results_dir=root / "results", cache_dir=root / "cache",
+                                                     progress=Progress(enabled=False)))
+    data = run.unlearn_data(run.forget_set(run.suite.forget_sets[forget_set]))
+    return Problem(run, run.original(seed)[0], data)
+
+
+def fast_config(entry):
+    if entry.config is None:
+        return None
+    defaults = entry.config()
+    return dataclasses.replace(defaults, **{k: v for k, v in FAST.items() if hasattr(defaults, k)})
+
+
+def _state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _differs(a: dict, b: dict) -> bool:
+    return a.keys() != b.keys() or any(a[k].shape != b[k].shape or not torch.equal(a[k], b[k]) for k in a)
+
+
+def _reachable_tensor_ids(roots, limit: int = 300_000) -> set[int]:
+    """ids of the storages of every tensor reachable from `roots` (modules and classes excluded)."""
+    module_dicts = {id(m.__dict__) for m in list(sys.modules.values()) if m is not None}
+    seen, found, todo = set(), set(), list(roots)
+    while todo and len(seen) < limit:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, (types.ModuleType, type)) or id(obj) in module_dicts:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            found.add(obj.untyped_storage().data_ptr())
+        todo.extend(gc.get_referents(obj))
+    return found
+
+
+def _contract(entry, p: Problem, config) -> dict[str, str | None]:
+    run, original = p.run, p.original  # locals on purpose: a cheating method may look for them
+    test = Split(run.test.x.as_subclass(_Canary), run.test.y.as_subclass(_Canary), run.test.index)
+    run.test = test
+    before = _state(original)
+    handed = p.data.private_copy()
+    ctx = run.context(1, entry.name)
+    test_ptrs = {test.x.untyped_storage().data_ptr(), test.y.untyped_storage().data_ptr()}
+    reachable = _reachable_tensor_ids([handed, config, ctx, original]) & test_ptrs
+    _Canary.used = False
+    model, _, status, error = call_method(entry.fn, original, handed, config, ctx)
+    used_test = _Canary.used
+    if status != "ok":
+        return {name: f"the method {status}: {error}" for name in CONTRACT_CHECKS}
+    got = _state(model)
+    again = _state(call_method(entry.fn, original, p.data.private_copy(), config, run.context(1, entry.name))[0])
+    other = _state(call_method(entry.fn, original, p.data.private_copy(), config, run.context(2, entry.name))[0])
+    deterministic = bool(entry.meta.get("deterministic"))
+    shapes = lambda s: {k: tuple(v.shape) for k, v in s.items()}  # noqa: E731
+    return {
+        "same_architecture": None if type(model) is type(original) and shapes(got) == shapes(before)
+        else f"returned {type(model).__name__} with other parameters than the original {type(original).__name__}",
+        "finite_weights": None if all(torch.isfinite(v).all() for v in got.values() if v.is_floating_point())
+        else "returned non-finite weights",
+        "changes_the_model": None if _differs(before, got) else "returned the original unchanged",
+        "original_untouched": None if not _differs(before, _state(original))
+        else "changed the caller's original model (it gets a private copy)",
+        "data_unchanged": None if p.data.same_as(handed) else "changed the data it was handed (data is read-only)",
+        "test_split_unreachable": None if not reachable
+        else "the test split is reachable from what the method is handed",
+        "test_split_untouched": None if not used_test else "used the test split's tensors",
+        "same_seed_same_result": None if not _differs(got, again) else "the same seed gave a different model",
+        "seed_changes_result": None if _differs(got, other) != deterministic else (
+            "seeds 1 and 2 agree: declare deterministic=True if the method uses no randomness" if not deterministic
+            else "declared deterministic=True, but seeds 1 and 2 differ"),
+    }
+
+
+def _per_class_accuracy(out: dict) -> np.ndarray:
+    return np.array([np.mean(out["pred"][out["label"] == c] == c) for c in np.unique(out["label"])])
+
+
+def random_forgetting_behaviour(entry, config, root: Path) -> str | None:
+    """None if the method forgets a random 10% of digits sensibly on every behaviour seed."""
+    if "random" not in entry.meta.get("protocols", ("random", "class")):
+        return None
+    digits = Path(__file__).parent / "suites" / "digits.yaml"
+    suite_text = digits.read_text()
+    for seed in BEHAVIOUR_SEEDS:
+        p = problem(root, suite_text, seed=seed, forget_set=0)
+        model, _, status, error = call_method(entry.fn, p.original, p.data.private_copy(), config,
+                                              p.run.context(seed, entry.name))
+        if status != "ok":
+            return f"seed {seed}: the method {status}: {error}"
+        acc = lambda m, s: per_example_outputs(m, s, p.run.batcher, 1024)  # noqa: E731
+        forget0, forget1 = accuracy(acc(p.original, p.data.forget)), accuracy(acc(model, p.data.forget))
+        val1, retain1 = accuracy(acc(model, p.data.val)), acc(model, p.data.retain)
+        classes = _per_class_accuracy(retain1)
+        if forget1 > forget0 + 0.02:
+            return f"seed {seed}: forget accuracy rose from {forget0:.1%} to {forget1:.1%}"
+        if forget1 < val1 / 2:
+            return f"seed {seed}: forget accuracy fell to {forget1:.1%}, far below held-out {val1:.1%}"
+        if classes.min() < WIPED_OUT:
+            return f"seed {seed}: class {int(np.argmin(classes))} is wiped out (retain accuracy {classes.min():.1%})"
+    return None
+
+
+def contract(name: str, config=None, behaviour_config=None) -> dict[str, str | None]:
+    """Every check on method `name`: {check: None, or what broke}."""
+    entry = method_registry().get(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "contract").mkdir()
+        results = _contract(entry, problem(root / "contract"), config or fast_config(entry))
+        (root / "behaviour").mkdir()
+        behaviour_config = behaviour_config or config or (entry.config() if entry.config else None)
+        results["random_forgetting_behaviour"] = random_forgetting_behaviour(entry, copy.deepcopy(behaviour_config),
+                                                                             root / "behaviour")
+    return results
+
+
+def check_method(name: str, config=None) -> None:
+    """Raise ContractError naming the first check method `name` fails."""
+    for check, problem_text in contract(name, config).items():
+        if problem_text:
+            raise ContractError(f"{name}: check_{check} failed: {problem_text}")

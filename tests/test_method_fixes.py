@@ -1,0 +1,68 @@
+"""The method fixes of issue 7, each against the official code's behaviour."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from bench.models import build_model
+from methods._common import last_layers
+from methods.boundary_shrink import neighbour_labels
+from methods.scrub import ScrubConfig, decayed_lr
+
+
+def test_boundary_shrink_steps_in_pixel_units_then_clamps_and_rounds():
+    """With CIFAR normalisation, a step of 0.1 on normalised inputs is ~0.02 in pixels (5x too
+    weak); the official FGSM steps 0.1 in [0, 1] pixel units, clamps, and rounds to 8 bits."""
+    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+    std = torch.tensor([0.2023, 0.1994, 0.2010]).view(1, 3, 1, 1)
+    seen = {}
+
+    class Probe(nn.Module):  # a linear model that records the images it is asked about
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3 * 4 * 4, 3)
+
+        def forward(self, x):
+            seen.setdefault("calls", []).append(x.detach() * std + mean)
+            return self.lin(x.flatten(1))
+
+    torch.manual_seed(0)
+    pixels = torch.randint(0, 256, (8, 3, 4, 4)).float() / 255
+    probe = Probe()
+    neighbour_labels(probe, (pixels - mean) / std, torch.zeros(8, dtype=torch.long), 0.1, mean, std)
+    neighbour = seen["calls"][-1]
+    step = (neighbour - pixels).abs()
+    inside = (neighbour > 1e-4) & (neighbour < 1 - 1e-4)
+    assert torch.allclose(step[inside], torch.full_like(step[inside], 0.1), atol=0.5 / 255 + 1e-5)
+    assert neighbour.min() >= -1e-6 and neighbour.max() <= 1 + 1e-6
+    assert torch.allclose(neighbour * 255, torch.round(neighbour * 255), atol=1e-3)
+
+
+def test_scrub_uses_the_large_scale_batches_and_decays_the_lr():
+    cfg = ScrubConfig()
+    assert (cfg.forget_batch_size, cfg.retain_batch_size) == (512, 256)
+    assert [decayed_lr(cfg, e) for e in (1, 3, 4, 6, 10)] == pytest.approx([5e-4, 5e-4, 5e-5, 5e-6, 5e-7])
+
+
+def test_cf_k_counts_layers_not_stages():
+    resnet = build_model("resnet18", 3, 32, 10)
+    (fc,) = last_layers(resnet, 1)
+    assert fc is resnet.fc  # one layer is the classifier, not the whole of layer4
+    two = last_layers(resnet, 2)
+    assert two[-1] is resnet.fc and any(m is resnet.layer4[1].bn2 for m in two)
+    assert any(m is resnet.layer4[1].conv2 for m in two) and len(two) == 3
+    mlp = build_model("mlp", 1, 8, 10)
+    assert last_layers(mlp, 2) == [mlp[1], mlp[3]]
+    with pytest.raises(ValueError):
+        last_layers(mlp, 3)
+
+
+def test_methods_declare_their_forget_protocols():
+    from bench.methods_loader import method_registry
+
+    for name in ("boundary_shrink", "bad_teacher", "ssd"):
+        assert method_registry().get(name).meta["protocols"] == ("class",)
+    assert "protocols" not in method_registry().get("finetune").meta  # default: random and class
+    assert np.all([p in ("random", "class", "file") for e in method_registry().entries()
+                   for p in e.meta.get("protocols", ())])

@@ -1,0 +1,102 @@
+"""The shape of the house: imports point one way, modules stay small, nothing handed to a
+method reaches the test split."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bench", "methods")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> project modules it imports anywhere in its body (function-level imports too)."""
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    modules = {_module_name(p) for p in files}
+    graph = {}
+    for path in files:
+        name, found = _module_name(path), set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            found |= {t for t in targets if t in modules and t != name}
+        graph[name] = found
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = import_graph()
+    # a package __init__ importing its own submodules (bench.attacks registering every attack) is
+    # not a cycle of the design; drop those edges from submodules back to their package
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not name.startswith(t + ".")}
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_spec_is_a_leaf():
+    assert import_graph()["bench.spec"] == set()
+
+
+@pytest.mark.parametrize("module", ["bench/spec.py", "bench/suites.py", "bench/runner.py"])
+def test_modules_split_from_config_stay_small(module):
+    assert len((ROOT / module).read_text().splitlines()) <= 320
+
+
+def test_a_context_closing_over_the_runner_would_expose_the_test_split(tmp_path):
+    """What test_split_unreachable guards against: the old `new_model` lambda closed over the
+    runner, so the test split was reachable from the context; the ModelFactory is not."""
+    from bench.checks import _reachable_tensor_ids, problem
+
+    p = problem(tmp_path)
+    run = p.run
+    test_ptrs = {run.test.x.untyped_storage().data_ptr()}
+    ctx = run.context(0, "x")
+    assert not _reachable_tensor_ids([ctx]) & test_ptrs
+    run.new_model = lambda: run.test  # noqa: E731 - a closure over the runner, as before
+    assert _reachable_tensor_ids([run.context(0, "x")]) & test_ptrs
