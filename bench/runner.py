@@ -15,10 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
-import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +26,7 @@ from bench.api import RunContext, UnlearnData
 from bench.attacks import AttackInput, attack_registry, run_attacks
 from bench.cost import measure
 from bench.data import Batcher, LoadOptions, Split, load_dataset, make_splits
-from bench.errors import UserError
+from bench.environment import environment, pick_device, seed_everything
 from bench.evaluate import accuracy_metrics, evaluate, flatten_outputs
 from bench.execute import call_method
 from bench.forget import ForgetSet, materialize
@@ -56,36 +53,6 @@ class RunOptions:
     methods: tuple[str, ...] | None = None  # None: all of the suite's methods
     seeds: tuple[int, ...] | None = None
     progress: Progress = field(default_factory=Progress)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    return torch.Generator().manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available on this machine; use --device cpu.")
-    return device
-
-
-def environment(device: torch.device, data_source: str) -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=Path(__file__).parent).stdout.strip()
-        except OSError:
-            return ""
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "threads": torch.get_num_threads(), "data_source": data_source,
-            "git_sha": git("rev-parse", "HEAD") or None, "git_dirty": bool(git("status", "--porcelain")),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 class SuiteRun:

@@ -104,12 +104,13 @@ def unlearned_references(refs: References, plan: ReferencePlan, method: str, fn,
         with np.load(path, allow_pickle=False) as f:
             parts.append({name: f[name] for name in f.files})
     usable = [i for i, p in enumerate(parts) if not str(p["error"])]
-    stack = lambda name, idx: np.stack([parts[i][name] for i in idx]) if idx else np.zeros((0, len(rows)))  # noqa: E731
-    conf = np.stack([np.stack([parts[i]["conf"], parts[i]["conf_mirror"]], -1) for i in usable]) if usable \
-        else np.zeros((0, len(rows), 2))
+    stacked = lambda values, shape: np.stack(values) if values else np.zeros((0, *shape))  # noqa: E731
     return UnlearnedReferences(
-        keys=keys, conf=conf.astype(np.float64), in_mask=stack("unlearned", usable).astype(bool),
-        out_mask=~refs.keep[usable][:, rows] if usable else np.zeros((0, len(rows)), bool),
+        keys=keys,
+        conf=stacked([np.stack([parts[i]["conf"], parts[i]["conf_mirror"]], -1) for i in usable],
+                     (len(rows), 2)).astype(np.float64),
+        in_mask=stacked([parts[i]["unlearned"] for i in usable], (len(rows),)).astype(bool),
+        out_mask=~refs.keep[usable][:, rows],
         errors=tuple(str(p["error"]) or None for p in parts),
         forget_sizes=tuple(int(p["forget_size"]) for p in parts),
         unlearn_s=float(sum(float(p["wall_s"]) for p in parts)))

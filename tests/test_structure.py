@@ -83,9 +83,9 @@ def test_spec_is_a_leaf():
     assert import_graph()["bench.spec"] == set()
 
 
-@pytest.mark.parametrize("module", ["bench/spec.py", "bench/suites.py", "bench/runner.py"])
+@pytest.mark.parametrize("module", ["bench/spec.py", "bench/suites.py", "bench/runner.py", "bench/environment.py"])
 def test_modules_split_from_config_stay_small(module):
-    assert len((ROOT / module).read_text().splitlines()) <= 320
+    assert len((ROOT / module).read_text().splitlines()) <= 300
 
 
 def test_a_context_closing_over_the_runner_would_expose_the_test_split(tmp_path):
