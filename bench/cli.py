@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.files import ResultsLock
 
 DEFAULT_SUITE = "digits"
 
@@ -58,6 +60,18 @@ def _leaderboard_path(args) -> Path:
     return args.leaderboard or args.results.parent / "leaderboard.md"
 
 
+def _check_paths(args) -> None:
+    """Paths and devices that cannot work end the command before anything is read or written."""
+    if args.results.exists() and not args.results.is_dir():
+        raise UserError(f"--results '{args.results}' is a file, not a folder; pass a folder.")
+    board = _leaderboard_path(args)
+    if board.is_dir():
+        raise UserError(f"--leaderboard '{board}' is a folder; pass a file name such as {board / 'leaderboard.md'}.")
+    device = getattr(args, "device", "auto")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise UserError(f"--device '{device}': use auto, cpu, cuda or cuda:N.")
+
+
 def cmd_run(args) -> int:
     from bench.suites import load_suite, parse_overrides
     from bench.data import DATA_ROOT_ENV, default_cache_dir
@@ -66,6 +80,7 @@ def cmd_run(args) -> int:
     from bench.progress import Progress
     from bench.runner import RunOptions, run_suite
 
+    _check_paths(args)
     for plugin in args.plugin:
         load_plugin(plugin)
     suite = load_suite(args.suite, parse_overrides(args.overrides))
@@ -83,11 +98,12 @@ def cmd_run(args) -> int:
                       methods=tuple(args.methods) if args.methods else None,
                       seeds=tuple(args.seeds) if args.seeds else None,
                       progress=Progress(enabled=not args.quiet))
-    counts = run_suite(suite, opts)
-    print(f"{suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
-          f"{counts['skipped']} skipped (already recorded); records in {args.results / suite.name}")
-    if not args.no_leaderboard:
-        print(f"leaderboard: {write_leaderboard(args.results, _leaderboard_path(args))}")
+    with ResultsLock(args.results):
+        counts = run_suite(suite, opts)
+        print(f"{suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
+              f"{counts['skipped']} skipped (already recorded); records in {args.results / suite.name}")
+        if not args.no_leaderboard:
+            print(f"leaderboard: {write_leaderboard(args.results, _leaderboard_path(args))}")
     return 0
 
 
@@ -97,7 +113,9 @@ def cmd_leaderboard(args) -> int:
     if not args.results.is_dir():
         raise UserError(f"results folder '{args.results}' does not exist; run `unlearn-bench run` first "
                         f"or pass --results.")
-    print(write_leaderboard(args.results, _leaderboard_path(args)))
+    _check_paths(args)
+    with ResultsLock(args.results):
+        print(write_leaderboard(args.results, _leaderboard_path(args)))
     return 0
 
 

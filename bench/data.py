@@ -20,6 +20,7 @@ import torch
 
 from bench.spec import DatasetSpec
 from bench.errors import UserError
+from bench.files import npz_writer, read_checked, read_npz, sha256_file, write_checked
 from bench.registry import Registry
 
 dataset_registry = Registry("dataset")
@@ -162,23 +163,11 @@ def make_splits(raw: RawDataset, spec: DatasetSpec) -> Splits:
 def _cached(cache_dir: Path, key: str, build) -> dict[str, np.ndarray]:
     """Load arrays from `<cache>/datasets/<key>.npz`, building and writing them atomically once."""
     path = cache_dir / "datasets" / f"{key}.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    arrays = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    arrays = read_checked(path, read_npz, key)
+    if arrays is None:
+        arrays = build()
+        write_checked(path, npz_writer(arrays), key)
     return arrays
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataset_registry.register("digits")
@@ -213,7 +202,7 @@ def load_cifar10(opts: LoadOptions) -> RawDataset:
     if source is None:
         raise UserError(MISSING_CIFAR.format(where=f" under '{root}'", env=DATA_ROOT_ENV))
     if source.is_file():
-        key, label = f"cifar10-tar-{_sha256_file(source)[:16]}", f"imagefolder-tar:{source.name}"
+        key, label = f"cifar10-tar-{sha256_file(source)[:16]}", f"imagefolder-tar:{source.name}"
         build = lambda: _decode_imagefolder_tar(source)  # noqa: E731
     else:
         listing = sorted(str(p.relative_to(source)) for p in source.glob("*/*/*"))

@@ -17,15 +17,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from bench.files import atomic_write  # noqa: E402
+
 PNG = {"metadata": {"Software": None}, "dpi": 100}
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, **PNG)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", **PNG))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def loss_histograms(runs: list[tuple[str, dict]], path: Path, title: str) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from bench.spec import ForgetSpec
 from bench.errors import UserError
+from bench.files import atomic_write, inside
 
 
 @dataclass(frozen=True)
@@ -76,16 +76,13 @@ def materialize(spec: ForgetSpec, pool, labels, num_classes: int, suite_dir: Pat
     """Select the forget set, write its index file once (or check the existing one), hash it."""
     indices = select_indices(spec, pool, labels, num_classes, suite_dir).astype(np.int64)
     rel = Path(suite_name) / "forget_sets" / f"{spec.display_name}.npy"
-    path = results_dir / rel
+    path = inside(results_dir, results_dir / rel)
     data = npy_bytes(indices)
     if path.is_file():
         if path.read_bytes() != data:
             raise UserError(f"'{path}' already holds a different forget set than the suite now "
                             f"describes; move that results folder aside or name the forget set anew.")
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return ForgetSet(spec.display_name, spec.protocol, indices, rel.as_posix(),
                      hashlib.sha256(data).hexdigest(), spec.label)

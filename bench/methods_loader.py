@@ -62,5 +62,7 @@ def _guarded(load, what: str) -> None:
         load()
     except UserError as e:
         raise UserError(f"{what}: {e}") from None
+    except SystemExit as e:  # a plugin that exits on import must not end the command silently
+        raise UserError(f"{what} called exit({e.code}) on import; a method file must only register methods.") from None
     except Exception as e:  # a plugin's own bug: name it in one line
         raise UserError(f"{what} failed to import: {type(e).__name__}: {e}") from None

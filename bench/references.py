@@ -14,7 +14,6 @@ reference) are cached by a hash of everything that shapes them.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,6 +24,7 @@ import torch
 from bench.cost import measure
 from bench.data import Split
 from bench.evaluate import per_example_outputs
+from bench.files import npz_writer, read_checked, read_npz, write_checked
 from bench.spec import Recipe, derive_seed, stable_hash
 from bench.train import train_from_scratch
 
@@ -104,24 +104,23 @@ def train_reference(plan: ReferencePlan, i: int, make_context: Callable, announc
         train_from_scratch(model, plan.pool.subset(np.flatnonzero(keep[i])), plan.recipe, ctx)
     out = per_example_outputs(model, plan.pool, ctx.batcher, plan.eval_batch)
     pop = per_example_outputs(model, plan.population, ctx.batcher, plan.eval_batch)
-    plan.folder.mkdir(parents=True, exist_ok=True)
-    tmp = plan.folder / f".ref{i}.tmp{os.getpid()}"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, plan.folder / f"ref{i}.pt")
-    np.savez(tmp.with_suffix(".npz"), conf=out["conf"], conf_mirror=out["conf_mirror"], loss=out["loss"],
-             population_loss=pop["loss"], wall_s=cost["wall_s"])
-    os.replace(tmp.with_suffix(".npz"), plan.folder / f"ref{i}.npz")
+    key = f"{plan.folder.name}/{i}"
+    write_checked(plan.folder / f"ref{i}.pt", lambda tmp: torch.save(model.state_dict(), tmp), key)
+    write_checked(plan.folder / f"ref{i}.npz", npz_writer(dict(
+        conf=out["conf"], conf_mirror=out["conf_mirror"], loss=out["loss"], population_loss=pop["loss"],
+        wall_s=cost["wall_s"])), key)
     return model, cost["wall_s"]
 
 
 def reference_model(plan: ReferencePlan, i: int, make_context: Callable, announce: Callable[[str], None]):
-    """Reference model i, loaded from the cache (trained again if only its outputs were kept)."""
-    path = plan.folder / f"ref{i}.pt"
-    if not path.is_file():
-        return train_reference(plan, i, make_context, announce)[0]
+    """Reference model i, loaded from the cache (trained again if missing or corrupt)."""
     ctx = make_context(0, "")
+    state = read_checked(plan.folder / f"ref{i}.pt",
+                         lambda p: torch.load(p, map_location=ctx.device, weights_only=True), f"{plan.folder.name}/{i}")
+    if state is None:
+        return train_reference(plan, i, make_context, announce)[0]
     model = ctx.new_model()
-    model.load_state_dict(torch.load(path, map_location=ctx.device, weights_only=True))
+    model.load_state_dict(state)
     return model
 
 
@@ -129,12 +128,12 @@ def build_references(plan: ReferencePlan, make_context: Callable, announce: Call
     """Train (or load) the plan's K reference models and collect their outputs."""
     parts, train_s, cached_s = [], 0.0, 0.0
     for i in range(plan.k):
-        path = plan.folder / f"ref{i}.npz"
-        if not path.is_file():
+        part = read_checked(plan.folder / f"ref{i}.npz", read_npz, f"{plan.folder.name}/{i}")
+        if part is None:
             train_s += train_reference(plan, i, make_context, announce)[1]
-        with np.load(path, allow_pickle=False) as f:
-            parts.append({name: f[name] for name in f.files})
-            cached_s += float(f["wall_s"])
+            part = read_npz(plan.folder / f"ref{i}.npz")
+        parts.append(part)
+        cached_s += float(part["wall_s"])
     stack = lambda name: np.stack([p[name] for p in parts])  # noqa: E731
     return References(plan.keys, _keep(plan), stack("conf"), stack("conf_mirror"), stack("loss"),
                       stack("population_loss"), train_s, cached_s)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from bench.data import Batcher, LoadOptions, Split, load_dataset, make_splits
 from bench.environment import environment, pick_device, seed_everything
 from bench.evaluate import accuracy_metrics, evaluate, flatten_outputs
 from bench.execute import call_method
+from bench.files import read_checked, read_meta, write_checked
 from bench.forget import ForgetSet, materialize
 from bench.methods_loader import method_registry
 from bench.models import ModelFactory
@@ -147,23 +147,18 @@ class SuiteRun:
         pool_sha = hashlib.sha256(self.splits.train.tobytes()).hexdigest()
         key = stable_hash([s.dataset, self.raw.source, s.model, s.recipe, seed, pool_sha, TRAINING_VERSION])
         path = self.opts.cache_dir / "models" / f"original-{key}.pt"
-        meta_path = path.with_suffix(".json")
         model = self.new_model()
-        if path.is_file() and meta_path.is_file():
-            model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
-            return model, json.loads(meta_path.read_text())
+        state = read_checked(path, lambda p: torch.load(p, map_location=self.device, weights_only=True), key)
+        if state is not None:
+            model.load_state_dict(state)
+            return model, read_meta(path)
         ctx = self.context(derive_seed(seed, "original"), f"seed {seed} original (training)")
         model = ctx.new_model()  # built after seeding, so its initialisation is fixed by the seed
         pool = self.train_part.subset(self.splits.train)
         with measure(self.device) as cost:
             train_from_scratch(model, pool, s.recipe, ctx)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-        meta = {"cost": cost, "key": key}
-        meta_path.write_text(json.dumps(meta, indent=2))
-        return model, meta
+        write_checked(path, lambda tmp: torch.save(model.state_dict(), tmp), key, cost=cost)
+        return model, read_meta(path)
 
     @staticmethod
     def protocols(method: str) -> tuple[str, ...]:

@@ -8,10 +8,11 @@ so a record that exists is complete; its existence is what makes a rerun skip th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from bench.files import inside, read_npz, write_npz, write_text
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "diverged")
@@ -21,17 +22,7 @@ REQUIRED_KEYS = ("schema_version", "bench_version", "suite", "suite_hash", "meth
 
 def record_path(results_dir: Path, suite: str, forget_set: str, method: str, config_hash: str,
                 seed: int) -> Path:
-    return results_dir / suite / forget_set / f"{method}-{config_hash[:8]}-seed{seed}.json"
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return inside(results_dir, results_dir / suite / forget_set / f"{method}-{config_hash[:8]}-seed{seed}.json")
 
 
 def write_record(path: Path, record: dict, outputs: dict[str, np.ndarray] | None) -> None:
@@ -39,14 +30,8 @@ def write_record(path: Path, record: dict, outputs: dict[str, np.ndarray] | None
     if path.exists():
         raise FileExistsError(f"record '{path}' exists; records are never overwritten")
     if outputs is not None:
-        _atomic_write(path.with_suffix(".npz"), lambda tmp: _savez(tmp, outputs))
-    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    _atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def _savez(tmp: Path, outputs) -> None:
-    with open(tmp, "wb") as f:  # a file object keeps numpy from appending ".npz" to the name
-        np.savez_compressed(f, **outputs)
+        write_npz(path.with_suffix(".npz"), outputs, compressed=True)
+    write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def load_record(path: Path) -> dict:
@@ -67,5 +52,4 @@ def load_records(results_dir: Path) -> list[dict]:
 
 
 def load_outputs(record_file: Path) -> dict[str, np.ndarray]:
-    with np.load(record_file.with_suffix(".npz"), allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    return read_npz(record_file.with_suffix(".npz"))

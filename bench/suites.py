@@ -9,6 +9,7 @@ This module sits beside the CLI: it imports the registries; nothing below it imp
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -26,6 +27,7 @@ from bench.registry import did_you_mean
 from bench.spec import AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Suite
 
 SUITES_DIR = Path(__file__).parent / "suites"
+SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def _coerce(value, tp, where: str):
@@ -245,6 +247,11 @@ def validate_suite(suite: Suite, where: str) -> None:
         else:
             raise UserError(f"{key}.protocol: unknown protocol '{f.protocol}'."
                             f"{did_you_mean(f.protocol, ['random', 'class', 'file'])}")
+    for what, name in [("name", suite.name), *((f"forget_sets[{i}].name", f.display_name)
+                                               for i, f in enumerate(suite.forget_sets))]:
+        if not SAFE_NAME.fullmatch(name) or ".." in name or name.startswith("."):
+            raise UserError(f"{where}: {what}: '{name}' is not a plain name; use letters, digits, '.', '_' "
+                            "and '-' (no '..', no leading '.'), since it names folders and files.")
     names = [f.display_name for f in suite.forget_sets]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -18,7 +18,6 @@ config and forget set, and shared by every seed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,6 +26,7 @@ import numpy as np
 from bench.api import UnlearnData
 from bench.evaluate import per_example_outputs
 from bench.execute import call_method
+from bench.files import npz_writer, read_checked, read_npz, write_checked
 from bench.references import ReferencePlan, References, reference_model
 from bench.spec import derive_seed, stable_hash, to_jsonable
 
@@ -77,7 +77,8 @@ def unlearned_references(refs: References, plan: ReferencePlan, method: str, fn,
     parts = []
     for i in range(k_u):
         path = folder / f"{method}-{tag}-ref{i}.npz"
-        if not path.is_file():
+        part = read_checked(path, read_npz, f"{tag}/{i}")
+        if part is None:
             forget_rows = reference_forget_rows(refs, plan, i, rows, forget_size, forget_label, derive_seed(tag, i))
             trained = np.flatnonzero(refs.keep[i])
             data = UnlearnData(plan.pool.subset(forget_rows), plan.pool.subset(np.setdiff1d(trained, forget_rows)),
@@ -96,13 +97,11 @@ def unlearned_references(refs: References, plan: ReferencePlan, method: str, fn,
                 conf, mirror = out["conf"], out["conf_mirror"]
                 if not (np.isfinite(conf).all() and np.isfinite(mirror).all()):
                     error = "outputs are not finite"
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{path.stem}.tmp{os.getpid()}.npz"
-            np.savez(tmp, conf=conf, conf_mirror=mirror, unlearned=np.isin(rows, forget_rows), forget_size=len(forget_rows),
-                     wall_s=cost.get("wall_s", 0.0), error=np.array(error or (status if status != "ok" else "")))
-            os.replace(tmp, path)
-        with np.load(path, allow_pickle=False) as f:
-            parts.append({name: f[name] for name in f.files})
+            part = dict(conf=conf, conf_mirror=mirror, unlearned=np.isin(rows, forget_rows),
+                        forget_size=len(forget_rows), wall_s=cost.get("wall_s", 0.0),
+                        error=np.array(error or (status if status != "ok" else "")))
+            write_checked(path, npz_writer(part), f"{tag}/{i}")
+        parts.append(part)
     usable = [i for i, p in enumerate(parts) if not str(p["error"])]
     stacked = lambda values, shape: np.stack(values) if values else np.zeros((0, *shape))  # noqa: E731
     return UnlearnedReferences(
