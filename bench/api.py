@@ -7,7 +7,9 @@ test split), its frozen config and a RunContext, and returns the unlearned model
 evaluation, seeding or file I/O and prints nothing; the runner does that for every method.
 `register_method(name, config=..., protocols=("class",), deterministic=True)`: `protocols`
 names the forget protocols the method is meant for (default: random and class); a suite may
-still run it on others and the leaderboard marks those rows.
+still run it on others and the leaderboard marks those rows. Config fields declare their
+accepted range beside their default with `param`, e.g. `lr: float = param(0.01, gt=0)`, so a
+suite or `--set` value out of range is refused when it is read.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from bench.spec import Recipe
+from bench.spec import Recipe, param
 from bench.data import Batcher, Split
 from bench.registry import Registry
 from bench.train import make_optimizer, run_epochs, train_from_scratch
@@ -28,7 +30,7 @@ from bench.train import make_optimizer, run_epochs, train_from_scratch
 method_registry = Registry("method")
 register_method = method_registry.register
 
-__all__ = ["RunContext", "UnlearnData", "register_method", "make_optimizer", "run_epochs"]
+__all__ = ["RunContext", "UnlearnData", "param", "register_method", "make_optimizer", "run_epochs"]
 
 
 @dataclass(frozen=True)

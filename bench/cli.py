@@ -73,7 +73,8 @@ def _check_paths(args) -> None:
 
 
 def cmd_run(args) -> int:
-    from bench.suites import load_suite, parse_overrides
+    from bench.settings import parse_overrides
+    from bench.suites import load_suite
     from bench.data import DATA_ROOT_ENV, default_cache_dir
     from bench.leaderboard import write_leaderboard
     from bench.methods_loader import load_plugin, method_registry

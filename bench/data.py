@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -238,11 +239,19 @@ def _cifar10_torchvision(root: Path, opts: LoadOptions) -> RawDataset:
                       "torchvision:cifar-10-batches-py")
 
 
-def _decode(data: bytes) -> np.ndarray:
+def _decode(data: bytes, name: str) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB")).transpose(2, 0, 1)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            image = np.asarray(img.convert("RGB")).transpose(2, 0, 1)
+    except Exception as e:  # noqa: BLE001 - Pillow raises several kinds for a bad file
+        raise UserError(f"'{name}' in the CIFAR-10 copy is not a readable image ({type(e).__name__}); "
+                        "remove it or replace the copy.") from None
+    if image.shape != (3, 32, 32):
+        raise UserError(f"'{name}' in the CIFAR-10 copy is {image.shape[2]}x{image.shape[1]}, not 32x32; "
+                        "remove it or replace the copy.")
+    return image
 
 
 def _assemble(items: list[tuple[str, str, str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -261,15 +270,20 @@ def _assemble(items: list[tuple[str, str, str, np.ndarray]]) -> dict[str, np.nda
 
 def _decode_imagefolder_tar(path: Path) -> dict[str, np.ndarray]:
     items = []
-    with tarfile.open(path) as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
-                items.append((parts[-3], parts[-2], parts[-1], _decode(tar.extractfile(member).read())))
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
+                    items.append((parts[-3], parts[-2], parts[-1],
+                                  _decode(tar.extractfile(member).read(), member.name)))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise UserError(f"'{path}' is not a readable .tar.gz ({type(e).__name__}: {e}); it may be truncated: "
+                        "replace it.") from None
     return _assemble(items)
 
 
 def _decode_imagefolder_dir(root: Path) -> dict[str, np.ndarray]:
-    items = [(p.parts[-3], p.parts[-2], p.name, _decode(p.read_bytes()))
+    items = [(p.parts[-3], p.parts[-2], p.name, _decode(p.read_bytes(), str(p)))
              for part in ("train", "test") for p in (root / part).glob("*/*") if p.is_file()]
     return _assemble(items)

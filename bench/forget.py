@@ -35,7 +35,17 @@ class ForgetSet:
 
 def select_indices(spec: ForgetSpec, pool: np.ndarray, labels: np.ndarray, num_classes: int,
                    suite_dir: Path) -> np.ndarray:
-    """The forget set's indices (sorted) drawn from the training pool by the spec's protocol."""
+    """The forget set's indices (sorted); neither the forget set nor the retain set may be empty."""
+    indices = _select(spec, pool, labels, num_classes, suite_dir)
+    if not 0 < len(indices) < len(pool):
+        what = "no training image" if len(indices) == 0 else f"all {len(pool)} training images"
+        raise UserError(f"forget set '{spec.display_name}' holds {what}; both the forget and the retain "
+                        "set must be non-empty.")
+    return indices
+
+
+def _select(spec: ForgetSpec, pool: np.ndarray, labels: np.ndarray, num_classes: int,
+            suite_dir: Path) -> np.ndarray:
     if spec.protocol == "random":
         k = int(round(spec.fraction * len(pool)))
         if not 0 < k < len(pool):
@@ -52,8 +62,13 @@ def select_indices(spec: ForgetSpec, pool: np.ndarray, labels: np.ndarray, num_c
         raise UserError(f"forget set file '{path}' does not exist; fix 'path' in the suite.")
     try:
         indices = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise UserError(f"forget set file '{path}' is not a plain .npy array ({e}).")
+    except Exception:  # noqa: BLE001 - text, pickles, truncated files: all the same to the user
+        raise UserError(f"forget set file '{path}' is not a .npy array file (numpy.save of an integer "
+                        "array); write it with numpy.save.") from None
+    if not isinstance(indices, np.ndarray):  # an .npz archive under a .npy name
+        indices.close()
+        raise UserError(f"forget set file '{path}' is an .npz archive, not a .npy array; save one array "
+                        "with numpy.save.")
     if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer) or len(indices) == 0:
         raise UserError(f"forget set file '{path}' must hold a non-empty 1-D array of integers.")
     outside = np.setdiff1d(indices, pool)

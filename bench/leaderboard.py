@@ -8,6 +8,7 @@ The output depends on the records alone, so the same results give the same bytes
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,13 +43,13 @@ def _fmt(values: list[float], digits: int = 1) -> str:
 
 
 def _utility(record: dict, class_forgetting: bool) -> dict[str, float]:
-    m = record["metrics"]
-    values = {"forget": 100 * m["forget_acc"], "retain": 100 * m["retain_acc"],
-              "test": 100 * m["test_acc"], "mia": 100 * m["mia"]["simple"]["accuracy"]}
+    """The utility columns in %; a value the record lacks (e.g. no `simple` attack) is left out."""
+    m = record.get("metrics") or {}
+    sources = {"forget": m.get("forget_acc"), "retain": m.get("retain_acc"), "test": m.get("test_acc"),
+               "mia": (m.get("mia") or {}).get("simple", {}).get("accuracy")}
     if class_forgetting:
-        values["test_remaining"] = 100 * m["test_acc_remaining"]
-        values["test_forgotten"] = 100 * m["test_acc_forgotten"]
-    return values
+        sources.update(test_remaining=m.get("test_acc_remaining"), test_forgotten=m.get("test_acc_forgotten"))
+    return {k: 100 * v for k, v in sources.items() if isinstance(v, (int, float))}
 
 
 GAP_KEYS = {False: ("forget", "retain", "test", "mia"), True: ("forget", "retain", "test_remaining", "mia")}
@@ -82,12 +83,15 @@ def section_table(records: list[dict]) -> tuple[list[str], list[list[str]], list
         for r in ok:
             values = _utility(r, class_forgetting)
             for c in cols:
-                cells[c].append(values[c])
+                if c in values:
+                    cells[c].append(values[c])
             cells["wall"].append(r["cost"]["wall_s"])
             ref = retrain.get(r["seed"])
             if ref is not None:
                 ref_values = _utility(ref, class_forgetting)
-                cells["gap"].append(np.mean([abs(values[k] - ref_values[k]) for k in GAP_KEYS[class_forgetting]]))
+                shared = [k for k in GAP_KEYS[class_forgetting] if k in values and k in ref_values]
+                if shared:
+                    cells["gap"].append(np.mean([abs(values[k] - ref_values[k]) for k in shared]))
                 if method != "original":
                     cells["rte"].append(ref["cost"]["wall_s"] / max(r["cost"]["wall_s"], 1e-9))
         status_counts = defaultdict(int)
@@ -107,6 +111,10 @@ def section_table(records: list[dict]) -> tuple[list[str], list[list[str]], list
     return header, [row for _, _, row in rows], sorted(settings)
 
 
+def _mia(record: dict) -> dict:
+    return (record.get("metrics") or {}).get("mia") or {}
+
+
 ATTACK_ORDER = ("simple", "loss_threshold", "mia_efficacy", "lira", "rmia", "ulira")
 
 
@@ -115,7 +123,7 @@ def _attacks(records: list[dict]) -> list[str]:
     confidence_threshold in older records, is not shown)."""
     from bench.attacks import attack_registry
 
-    names = {a for r in records if r["status"] == "ok" for a in r["metrics"]["mia"] if a in attack_registry}
+    names = {a for r in records if r["status"] == "ok" for a in _mia(r) if a in attack_registry}
     return sorted(names, key=lambda a: (ATTACK_ORDER.index(a) if a in ATTACK_ORDER else len(ATTACK_ORDER), a))
 
 
@@ -146,17 +154,17 @@ def privacy_table(records: list[dict], order: list[str]) -> tuple[list[str], lis
         metrics = [*((a, "auc") for a in attacks), *((a, "tpr_at_1pct_fpr") for a in attacks)]
         cells = {}
         for a, key in metrics:
-            value = lambda r: r["metrics"]["mia"].get(a, {}).get(key)  # noqa: E731 (None: attack failed)
+            value = lambda r: _mia(r).get(a, {}).get(key)  # noqa: E731 (None: attack failed)
             values = [value(r) for r in ok if value(r) is not None]
             gaps = [value(r) - value(retrain[r["seed"]]) for r in ok
                     if r["seed"] in retrain and value(r) is not None and value(retrain[r["seed"]]) is not None]
-            failed = sum(1 for r in ok if "error" in r["metrics"]["mia"].get(a, {}))
+            failed = sum(1 for r in ok if "error" in _mia(r).get(a, {}))
             cells[(a, key)] = _with_gap(values, gaps) + (f" ({failed} failed)" if failed else "")
         for a in attacks:
             row += [cells[(a, "auc")], cells[(a, "tpr_at_1pct_fpr")]]
         if "mia_efficacy" in attacks:
-            row.append(_fmt([100 * r["metrics"]["mia"]["mia_efficacy"]["efficacy"] for r in ok
-                             if "efficacy" in r["metrics"]["mia"].get("mia_efficacy", {})]))
+            row.append(_fmt([100 * _mia(r)["mia_efficacy"]["efficacy"] for r in ok
+                             if "efficacy" in _mia(r).get("mia_efficacy", {})]))
         row.append("—" if ok and ok[0]["method"] == "retrain" else _forget_quality(ok, list(retrain.values())))
         rows.append(row)
     return header, rows
@@ -172,8 +180,11 @@ def _forget_quality(runs: list[dict], retrains: list[dict]) -> str:
         return "—"
     phi = lambda rs: np.stack([load_outputs(Path(r["_file"]))["forget_conf"] for r in rs[:n]])  # noqa: E731
     mean = lambda rs, k: float(np.mean([r["metrics"][k] for r in rs[:n]]))  # noqa: E731
-    fq = forget_quality(phi(runs), phi(retrains), (mean(runs, "retain_acc"), mean(retrains, "retain_acc")),
-                        (mean(runs, "test_acc"), mean(retrains, "test_acc")))
+    try:
+        fq = forget_quality(phi(runs), phi(retrains), (mean(runs, "retain_acc"), mean(retrains, "retain_acc")),
+                            (mean(runs, "test_acc"), mean(retrains, "test_acc")))
+    except (OSError, KeyError, ValueError):  # outputs missing or unreadable: no score, not a crash
+        return "—"
     return f"{fq['forget_quality']:.3f} (N={n}, null {fq['null_ceiling']:.2f})"
 
 
@@ -196,7 +207,13 @@ def section_figures(records: list[dict], order: list[str], results_dir: Path, bo
     for r in records:
         if r["seed"] == seed and r["status"] == "ok":
             first.setdefault(_label(r, records), r)
-    runs = [(label, load_outputs(Path(first[label]["_file"]))) for label in order if label in first]
+    runs = []
+    for label in order:
+        if label in first:
+            try:
+                runs.append((label, load_outputs(Path(first[label]["_file"]))))
+            except (OSError, ValueError):  # outputs missing or unreadable: that run has no figure
+                continue
     if not runs:
         return []
     suite, forget = records[0]["suite"], records[0]["forget_set"]["name"]
@@ -213,7 +230,7 @@ def section_figures(records: list[dict], order: list[str], results_dir: Path, bo
 
 
 def render(records: list[dict], results_label: str, results_dir: Path | None = None,
-           board_dir: Path | None = None) -> str:
+           board_dir: Path | None = None, skipped: list[str] = ()) -> str:
     sections = defaultdict(list)
     for r in records:
         sections[(r["suite"], r["forget_set"]["name"], r["suite_hash"])].append(r)
@@ -251,10 +268,15 @@ def render(records: list[dict], results_label: str, results_dir: Path | None = N
             out += ["Settings: " + "; ".join(settings) + ".", ""]
     if not sections:
         out += ["No run records yet: run `unlearn-bench run` first.", ""]
+    if skipped:
+        out += ["Skipped (not readable run records): " + "; ".join(f"`{s}`" for s in skipped) + ".", ""]
     return "\n".join(out)
 
 
 def write_leaderboard(results_dir: Path, output: Path) -> Path:
-    text = render(load_records(results_dir), results_dir.as_posix().rstrip("/"), results_dir,
-                  output.resolve().parent)
+    skipped: list[str] = []
+    records = load_records(results_dir, skipped)
+    for s in skipped:
+        print(f"unlearn-bench: warning: leaderboard skips {s}", file=sys.stderr)
+    text = render(records, results_dir.as_posix().rstrip("/"), results_dir, output.resolve().parent, skipped)
     return write_text(output, text)

@@ -26,6 +26,7 @@ from bench.attacks import AttackInput, attack_registry, run_attacks
 from bench.cost import measure
 from bench.data import Batcher, LoadOptions, Split, load_dataset, make_splits
 from bench.environment import environment, pick_device, seed_everything
+from bench.errors import Diverged, UserError
 from bench.evaluate import accuracy_metrics, evaluate, flatten_outputs
 from bench.execute import call_method
 from bench.files import read_checked, read_meta, write_checked
@@ -35,7 +36,7 @@ from bench.models import ModelFactory
 from bench.progress import Progress
 from bench.references import ReferencePlan, References, build_references, plan_folder, reference_count
 from bench.spec import Suite, derive_seed, stable_hash, to_jsonable
-from bench.store import SCHEMA_VERSION, record_path, write_record
+from bench.store import SCHEMA_VERSION, record_path, recorded, write_record
 from bench.train import train_from_scratch
 from bench.unlearned_references import attacked_keys, unlearned_references
 
@@ -67,6 +68,9 @@ class SuiteRun:
         self.splits = make_splits(self.raw, suite.dataset)
         self.num_classes = len(self.raw.classes)
         in_channels, image_size = self.raw.train_x.shape[1], self.raw.train_x.shape[2]
+        if suite.dataset.mean is not None and len(suite.dataset.mean) != in_channels:
+            raise UserError(f"{suite.path}: dataset.mean/std: {len(suite.dataset.mean)} values, but "
+                            f"'{suite.dataset.name}' has {in_channels}-channel images; give one per channel.")
         # a plain factory, not a closure over the runner: nothing a method is handed reaches the test split
         self.new_model = ModelFactory(suite.model, in_channels, image_size, self.num_classes, self.device)
         self.batcher = Batcher(suite.dataset.mean, suite.dataset.std, in_channels, self.device)
@@ -195,7 +199,7 @@ class SuiteRun:
                 for method in self.planned_methods():
                     config = None if method == "original" else self._config(method)
                     path, base = self.record_base(fs, method, config, seed)
-                    if path.exists():
+                    if recorded(path):
                         counts["skipped"] += 1
                     else:
                         jobs.append((fs, seed, method, config, path, base))
@@ -218,8 +222,14 @@ class SuiteRun:
             record = {**base, "status": status, "error": error, "cost": cost, "env": self.env, "metrics": None}
             outputs = None
             if status == "ok":
-                record["metrics"], outputs = self.score(model, data, fs, method, config, seed)
-            write_record(path, record, outputs)
+                try:
+                    record["metrics"], outputs = self.score(model, data, fs, method, config, seed)
+                except Diverged as e:
+                    status, error = "diverged", str(e)
+                except Exception as e:  # noqa: BLE001 - a run that cannot be scored is recorded, the sweep goes on
+                    status, error = "failed", f"scoring failed: {type(e).__name__}: {e}"
+                record.update(status=status, error=error)
+            write_record(path, record, outputs if status == "ok" else None)
             counts[status] += 1
             self.opts.progress.run_finished(label, status, cost.get("wall_s"), error)
         return counts
@@ -228,6 +238,8 @@ class SuiteRun:
         """Evaluate once, then accuracies and every attack from the outputs; flat arrays to save."""
         outputs = evaluate(model, self.eval_splits(data), self.batcher, self.suite.eval.batch_size)
         for split, out in outputs.items():
+            if not (np.isfinite(out["loss"]).all() and np.isfinite(out["conf"]).all()):
+                raise Diverged(f"outputs on the {split} split are not finite")
             out["key"] = self.example_keys("train" if split in ("forget", "retain") else "test", out["index"])
         metrics = accuracy_metrics(outputs, fs.label)
         attack_input = AttackInput(outputs, self.suite.attack_settings, seed, fs.label, self.references())
@@ -267,6 +279,9 @@ class SuiteRun:
         private = data.private_copy()
         ctx = self.context(derive_seed(seed, fs.name, method), label)
         model, cost, status, error = call_method(method_registry().get(method).fn, original, private, config, ctx)
+        want = {k: tuple(v.shape) for k, v in original.state_dict().items()}
+        if status == "ok" and {k: tuple(v.shape) for k, v in model.state_dict().items()} != want:
+            status, error = "failed", "returned a model of another architecture than the original"
         if not data.same_as(private):
             status, error = "failed", "the method changed its input data (data is read-only)"
         if any(not torch.equal(before[k], v) for k, v in original.state_dict().items()):

@@ -9,42 +9,86 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+
+@dataclass(frozen=True)
+class Range:
+    """The values a setting accepts: bounds (open or closed) or a list of choices. For a tuple
+    setting, every element. Checked when a suite or `--set` is read (bench/suites.py)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple | None = None
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, tuple):
+            return all(self.accepts(v) for v in value)
+        if self.choices is not None:
+            return value in self.choices
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        return " and ".join(p for p in (lo, hi) if p) or "any finite value"
+
+
+def param(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, search=None):
+    """A dataclass field with its accepted range declared beside its default, e.g.
+    `lr: float = param(0.01, gt=0)`. `search` is the tuning range (issue 9's search spaces)."""
+    rng = Range(low=gt if gt is not None else ge, high=lt if lt is not None else le, low_open=gt is not None,
+                high_open=lt is not None, choices=tuple(choices) if choices is not None else None)
+    return field(default=default, metadata={"range": rng, "search": search})
+
+
+def field_range(f: dataclasses.Field) -> Range | None:
+    return f.metadata.get("range")
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    train_size: int | None = None  # training pool drawn from the training images; None = all
-    holdout_fraction: float = 0.3  # for datasets without a test part: share held out for val+test
-    val_fraction: float = 0.5  # share of the held-out images used as validation (kit: 50/50)
-    split_seed: int = 0
-    mean: tuple[float, ...] | None = None  # per-channel normalisation of x/255; None = x/255
-    std: tuple[float, ...] | None = None
+    train_size: int | None = param(None, ge=1)  # training pool drawn from the training images; None = all
+    holdout_fraction: float = param(0.3, gt=0, lt=1)  # datasets without a test part: share held out for val+test
+    val_fraction: float = param(0.5, gt=0, lt=1)  # share of the held-out images used as validation (kit: 50/50)
+    split_seed: int = param(0, ge=0)
+    mean: tuple[float, ...] | None = param(None, ge=0, le=1)  # per-channel normalisation of x/255; None = x/255
+    std: tuple[float, ...] | None = param(None, gt=0)
 
 
 @dataclass(frozen=True)
 class Recipe:
     """How the original model (and retrain) is trained."""
 
-    epochs: int
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd | adam
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine | constant
+    epochs: int = param(ge=1)
+    batch_size: int = param(128, ge=1)
+    optimizer: str = param("sgd", choices=("sgd", "adam"))
+    lr: float = param(0.1, gt=0)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    schedule: str = param("cosine", choices=("cosine", "constant"))
     augment: bool = False  # random crop (padding 4) + horizontal flip
 
 
 @dataclass(frozen=True)
 class ForgetSpec:
-    protocol: str  # random | class | file
-    fraction: float | None = None  # random: share of the training pool
-    label: int | None = None  # class: the class to forget
+    protocol: str = param(choices=("random", "class", "file"))
+    fraction: float | None = param(None, gt=0, lt=1)  # random: share of the training pool
+    label: int | None = param(None, ge=0)  # class: the class to forget
     path: str | None = None  # file: .npy of indices into the dataset's training images
-    seed: int = 0  # random: the draw is fixed by this seed, not by the run seed
+    seed: int = param(0, ge=0)  # random: the draw is fixed by this seed, not by the run seed
     name: str | None = None  # default: random-10pct, class-0, file-<stem>
 
     @property
@@ -60,18 +104,18 @@ class ForgetSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    batch_size: int = 1024
-    retain_sample: int | None = None  # evaluate a fixed random sample of retain; None = all
+    batch_size: int = param(1024, ge=1)
+    retain_sample: int | None = param(None, ge=1)  # evaluate a fixed random sample of retain; None = all
 
 
 @dataclass(frozen=True)
 class AttackSettings:
-    references: int = 8  # K reference models for lira/rmia (even); trained once per suite
-    rmia_references: int = 2  # how many of them RMIA uses (1-4 in the paper)
-    rmia_gamma: float = 1.0
-    ulira_references: int = 4  # U-LiRA unlearns the first K_u references with each method
+    references: int = param(8, ge=2)  # K reference models for lira/rmia (even); trained once per suite
+    rmia_references: int = param(2, ge=1)  # how many of them RMIA uses (1-4 in the paper)
+    rmia_gamma: float = param(1.0, gt=0)
+    ulira_references: int = param(4, ge=1)  # U-LiRA unlearns the first K_u references with each method
     lira_variant: str = "online_fixed"  # the variant whose numbers head the lira entry
-    seed: int = 0  # subsampling inside the attacks
+    seed: int = param(0, ge=0)  # RMIA's choice of a: the reference pair it is tuned on
 
 
 @dataclass(frozen=True)

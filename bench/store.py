@@ -8,6 +8,8 @@ so a record that exists is complete; its existence is what makes a rerun skip th
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,12 @@ def write_record(path: Path, record: dict, outputs: dict[str, np.ndarray] | None
 
 
 def load_record(path: Path) -> dict:
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a run record")
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ValueError(f"{path}: not a run record (missing {', '.join(missing)})")
@@ -46,9 +53,36 @@ def load_record(path: Path) -> dict:
     return record
 
 
-def load_records(results_dir: Path) -> list[dict]:
-    """Every run record under `results_dir`, in a fixed order; `_file` says where each one lives."""
-    return [{**load_record(p), "_file": str(p)} for p in sorted(results_dir.glob("*/*/*.json"))]
+def recorded(path: Path) -> bool:
+    """True if a usable record exists at `path`. An unusable one (truncated, not a record, or an `ok`
+    record whose outputs are gone) is reported and moved aside to `<name>.corrupt`, so its run is
+    done again."""
+    if not path.exists():
+        return False
+    try:
+        if load_record(path)["status"] == "ok" and not path.with_suffix(".npz").is_file():
+            raise ValueError("its outputs (.npz) are missing")
+        return True
+    except (ValueError, OSError) as e:  # JSONDecodeError is a ValueError
+        for part in (path, path.with_suffix(".npz")):
+            if part.exists():
+                os.replace(part, part.with_name(part.name + ".corrupt"))
+        print(f"unlearn-bench: warning: record '{path}' is unreadable ({e}); moved aside to "
+              f"'{path.name}.corrupt', its run is done again.", file=sys.stderr)
+        return False
+
+
+def load_records(results_dir: Path, skipped: list[str] | None = None) -> list[dict]:
+    """Every readable run record under `results_dir`, in a fixed order; `_file` says where each one
+    lives. Files that are not readable records are left out and, if `skipped` is given, named there."""
+    records = []
+    for p in sorted(results_dir.glob("*/*/*.json")):
+        try:
+            records.append({**load_record(p), "_file": str(p)})
+        except (ValueError, OSError, TypeError, AttributeError) as e:
+            if skipped is not None:
+                skipped.append(f"{p.relative_to(results_dir).as_posix()} ({str(e).replace(str(p) + ': ', '')})")
+    return records
 
 
 def load_outputs(record_file: Path) -> dict[str, np.ndarray]:

@@ -1,17 +1,14 @@
-"""Loading suites: YAML -> `Suite`, with strict key, type and range checks against the registries.
+"""Loading suites: YAML -> `Suite`, checked against the registries.
 
-Every mapping in a suite file is read by `build_dataclass`, which rejects unknown keys
-(with "did you mean") and wrong types, naming the file and the key. The same function
-checks method hyperparameters and `--set` overrides, so all three fail the same way.
-This module sits beside the CLI: it imports the registries; nothing below it imports it.
+Every mapping in a suite file is read by `bench.settings.build_dataclass` (unknown keys, wrong
+types and out-of-range values are errors naming the file and the key); method hyperparameters
+and `--set` overrides go through the same function, so all three fail the same way. This
+module sits beside the CLI: it imports the registries; nothing below it imports it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -24,97 +21,18 @@ from bench.errors import UserError
 from bench.methods_loader import method_registry
 from bench.models import model_registry
 from bench.registry import did_you_mean
+from bench.settings import UniqueKeyLoader, _coerce, build_dataclass
 from bench.spec import AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Suite
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def _coerce(value, tp, where: str):
-    """Check `value` against the annotation `tp`; return it converted (list->tuple, int->float)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except UserError as e:
-                errors.append(e)
-        raise errors[0]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise UserError(f"{where}: expected a list, got {value!r}.")
-        (item_tp, *_rest) = typing.get_args(tp)
-        return tuple(_coerce(v, item_tp, where) for v in value)
-    if tp is float:
-        # YAML 1.1 reads 5e-4 (no dot) as a string; accept it as the number it means.
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise UserError(f"{where}: expected a number, got {value!r}.")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise UserError(f"{where}: expected an integer, got {value!r}.")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise UserError(f"{where}: expected true or false, got {value!r}.")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise UserError(f"{where}: expected a string, got {value!r}.")
-    return value
-
-
-def build_dataclass(cls, data, where: str):
-    """Build frozen dataclass `cls` from a mapping; unknown keys and wrong types are UserErrors."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a mapping of keys to values, got {data!r}.")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise UserError(f"{where}: unknown key '{key}'.{did_you_mean(str(key), list(fields))}")
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise UserError(f"{where}: missing required key '{missing[0]}'.")
-    return cls(**kwargs)
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
-    """`--set finetune.lr=0.01` -> {"finetune": {"lr": 0.01}}; values are read as YAML scalars."""
-    out: dict[str, dict[str, Any]] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or not section or not name:
-            raise UserError(f"--set '{pair}': expected SECTION.KEY=VALUE, e.g. finetune.lr=0.01.")
-        out.setdefault(section, {})[name] = yaml.safe_load(raw)
-    return out
-
-
 def resolve_suite_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
+    if path.is_dir():
+        raise UserError(f"'{path}' is a folder; pass a suite .yaml file or a built-in suite name "
+                        f"({', '.join(suite_names())}).")
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise UserError(f"suite file '{path}' does not exist; check the path.")
@@ -134,9 +52,14 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
     path = resolve_suite_path(name_or_path)
     where = str(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), UniqueKeyLoader)
     except yaml.YAMLError as e:
-        raise UserError(f"{where}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax.")
+        problem = " ".join(str(e).split())
+        raise UserError(f"{where}: not valid YAML ({problem}); fix the syntax.") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{where}: not a text file; a suite is a YAML text file.") from None
+    except OSError as e:
+        raise UserError(f"{where}: cannot be read ({e.strerror}).") from None
     if not isinstance(raw, dict):
         raise UserError(f"{where}: a suite must be a mapping of keys to values.")
     raw = dict(raw)
@@ -145,6 +68,10 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         methods_raw = {m: {} for m in methods_raw}
     if not isinstance(methods_raw, dict):
         raise UserError(f"{where}: methods: expected a mapping of method name to hyperparameters.")
+    for name, params in methods_raw.items():
+        if params is not None and not isinstance(params, dict):
+            raise UserError(f"{where}: methods.{name}: expected a mapping of hyperparameters (e.g. {{lr: 0.01}}) "
+                            f"or {{}}, got {params!r}.")
     methods_raw = {k: dict(v or {}) for k, v in methods_raw.items()}
     for section, values in (overrides or {}).items():
         if section in ("recipe", "dataset", "eval", "attack_settings"):
@@ -220,6 +147,11 @@ def validate_suite(suite: Suite, where: str) -> None:
         raise UserError(f"{where}: recipe.schedule: '{suite.recipe.schedule}' is not one of cosine, constant.")
     if not suite.seeds:
         raise UserError(f"{where}: seeds: list at least one seed.")
+    if len(set(suite.seeds)) != len(suite.seeds):
+        raise UserError(f"{where}: seeds: {list(suite.seeds)} repeats a seed; list each seed once.")
+    d = suite.dataset
+    if (d.mean is None) != (d.std is None) or (d.mean is not None and len(d.mean) != len(d.std)):
+        raise UserError(f"{where}: dataset.mean and dataset.std: give both, one value per channel each.")
     st = suite.attack_settings
     if any(attack_registry.get(a).meta.get("needs_references") for a in suite.attacks):
         if st.references < 2 or st.references % 2:

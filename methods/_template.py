@@ -9,17 +9,17 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, register_method
+from bench.api import RunContext, UnlearnData, param, register_method
 from methods._common import minimise, steps
 
 
 @dataclass(frozen=True)
 class TemplateConfig:
-    epochs: int = 5
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
+    epochs: int = param(5, ge=1)
+    lr: float = param(0.01, gt=0)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    batch_size: int = param(128, ge=1)
 
 
 # Rename "template" (the name suites and the leaderboard use) and the function.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.api import RunContext, UnlearnData, register_method
+from bench.api import RunContext, UnlearnData, param, register_method
 from bench.data import Split
 from bench.train import make_optimizer, run_epochs
 from methods._common import kl_distill
@@ -18,11 +18,11 @@ from methods._common import kl_distill
 
 @dataclass(frozen=True)
 class BadTeacherConfig:
-    retain_fraction: float = 0.3
-    temperature: float = 1.0
-    epochs: int = 1
-    lr: float = 1e-4
-    batch_size: int = 256
+    retain_fraction: float = param(0.3, gt=0, le=1)
+    temperature: float = param(1.0, gt=0)
+    epochs: int = param(1, ge=1)
+    lr: float = param(1e-4, gt=0)
+    batch_size: int = param(256, ge=1)
 
 
 @register_method("bad_teacher", config=BadTeacherConfig, protocols=("class",))

@@ -17,18 +17,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, register_method
+from bench.api import RunContext, UnlearnData, param, register_method
 from methods._common import minimise
 
 
 @dataclass(frozen=True)
 class BoundaryShrinkConfig:
-    bound: float = 0.1  # FGSM step in pixel units (images in [0, 1])
-    epochs: int = 10
-    lr: float = 1e-5
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 64
+    bound: float = param(0.1, gt=0, le=1)  # FGSM step in pixel units (images in [0, 1])
+    epochs: int = param(10, ge=1)
+    lr: float = param(1e-5, gt=0)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(0.0, ge=0)
+    batch_size: int = param(64, ge=1)
 
 
 def neighbour_labels(original, x, y, bound: float, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -12,18 +12,18 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, register_method
+from bench.api import RunContext, UnlearnData, param, register_method
 from methods._common import last_layers, minimise
 
 
 @dataclass(frozen=True)
 class LastLayersConfig:
-    k: int = 1
-    epochs: int = 10
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
+    k: int = param(1, ge=1)
+    epochs: int = param(10, ge=1)
+    lr: float = param(0.01, gt=0)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    batch_size: int = param(128, ge=1)
 
 
 def train_last_layers(model, data: UnlearnData, cfg: LastLayersConfig, ctx: RunContext):

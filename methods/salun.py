@@ -12,19 +12,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, register_method
+from bench.api import RunContext, UnlearnData, param, register_method
 from methods._common import grad_sum, minimise, top_fraction_mask
 from methods.random_label import relabelled_then_retain
 
 
 @dataclass(frozen=True)
 class SalUnConfig:
-    ratio: float = 0.5
-    epochs: int = 10
-    lr: float = 0.013
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
+    ratio: float = param(0.5, gt=0, le=1)
+    epochs: int = param(10, ge=1)
+    lr: float = param(0.013, gt=0)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    batch_size: int = param(128, ge=1)
 
 
 def saliency_mask(model, data: UnlearnData, ctx: RunContext, ratio: float, batch_size: int):

@@ -18,25 +18,25 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, register_method
+from bench.api import RunContext, UnlearnData, param, register_method
 from bench.train import make_optimizer, run_epochs
 from methods._common import kl_distill
 
 
 @dataclass(frozen=True)
 class ScrubConfig:
-    temperature: float = 4.0
-    alpha: float = 0.001  # weight of the KL term on retain
-    gamma: float = 0.99  # weight of the CE term on retain
-    max_steps: int = 2  # epochs with a forget (max) pass
-    epochs: int = 3
-    lr: float = 5e-4
-    lr_decay_epochs: tuple[int, ...] = (3, 5, 9)
-    lr_decay_rate: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    forget_batch_size: int = 512
-    retain_batch_size: int = 256
+    temperature: float = param(4.0, gt=0)
+    alpha: float = param(0.001, ge=0)  # weight of the KL term on retain
+    gamma: float = param(0.99, ge=0)  # weight of the CE term on retain
+    max_steps: int = param(2, ge=0)  # epochs with a forget (max) pass
+    epochs: int = param(3, ge=1)
+    lr: float = param(5e-4, gt=0)
+    lr_decay_epochs: tuple[int, ...] = param((3, 5, 9), ge=1)
+    lr_decay_rate: float = param(0.1, gt=0, le=1)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    forget_batch_size: int = param(512, ge=1)
+    retain_batch_size: int = param(256, ge=1)
 
 
 def decayed_lr(cfg: ScrubConfig, epoch: int) -> float:

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.api import RunContext, UnlearnData, register_method
+from bench.api import RunContext, UnlearnData, param, register_method
 from bench.data import Split
 from methods._common import importance
 
 
 @dataclass(frozen=True)
 class SSDConfig:
-    alpha: float = 10.0  # selection threshold
-    dampening: float = 1.0  # lambda
-    batch_size: int = 128
+    alpha: float = param(10.0, gt=0)  # selection threshold
+    dampening: float = param(1.0, gt=0)  # lambda
+    batch_size: int = param(128, ge=1)
 
 
 @register_method("ssd", config=SSDConfig, deterministic=True, protocols=("class",))

@@ -41,7 +41,7 @@ def test_bad_command_lines(cli, args, needles, monkeypatch):
 @pytest.mark.parametrize(
     "change, needle",
     [
-        (("fraction: 0.1", "fraction: 1.0"), "must be between 0 and 1"),
+        (("fraction: 0.1", "fraction: 1.0"), "fraction: 1.0 is out of range; it must be > 0 and < 1"),
         (("{protocol: random, fraction: 0.1}", "{protocol: class, label: 10}"), "class 10 does not exist"),
         (("model: mlp", "model: resnet"), "unknown model 'resnet'"),
         (("seeds: [0, 1]", "seeds: [0, 1]\nseed: 3"), "unknown key 'seed'. Did you mean 'seeds'?"),

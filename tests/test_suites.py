@@ -1,7 +1,8 @@
 import pytest
 
 from bench.spec import Suite
-from bench.suites import load_suite, parse_overrides, suite_names
+from bench.settings import parse_overrides
+from bench.suites import load_suite, suite_names
 from bench.errors import UserError
 
 
@@ -28,8 +29,8 @@ def test_kit_suite_matches_the_kit():
         (("recipe: {epochs: 3,", "recipe: {epoch: 3,"), "recipe: unknown key 'epoch'. Did you mean 'epochs'?"),
         (("model: mlp", "model: mlpp"), "model: unknown model 'mlpp'. Did you mean 'mlp'?"),
         (("name: digits,", "name: digitz,"), "unknown dataset 'digitz'"),
-        (("fraction: 0.1", "fraction: 1.5"), "fraction: must be between 0 and 1"),
-        (("fraction: 0.1", "fraction: 0"), "fraction: must be between 0 and 1"),
+        (("fraction: 0.1", "fraction: 1.5"), "fraction: 1.5 is out of range; it must be > 0 and < 1"),
+        (("fraction: 0.1", "fraction: 0"), "fraction: 0.0 is out of range; it must be > 0 and < 1"),
         (("finetune: {epochs: 1", "finetun: {epochs: 1"), "unknown method 'finetun'. Did you mean 'finetune'?"),
         (("epochs: 1, lr: 0.05", "epochs: one, lr: 0.05"), "methods.finetune.epochs: expected an integer"),
         (("seeds: [0, 1]", "seeds: [0, 1]\ncolour: blue"), "unknown key 'colour'"),
