@@ -1,4 +1,4 @@
-"""`unlearn-bench run | leaderboard | list`: the command line. User errors end in one line, exit 2."""
+"""`unlearn-bench run | rescore | leaderboard | list`: the command line. User errors end in one line, exit 2."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     _common(run)
+
+    rescore = sub.add_parser("rescore", help="score the suite's attacks on existing records from their saved "
+                                             "outputs (missing attacks, or attacks whose code changed)")
+    rescore.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help="built-in suite name or path to a .yaml")
+    rescore.add_argument("--all", action="store_true", help="rescore every attack of every record")
+    rescore.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                         help="as for run: the configs whose records to rescore")
+    rescore.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    rescore.add_argument("--download", action="store_true", help=argparse.SUPPRESS)
+    rescore.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard")
+    rescore.add_argument("--quiet", action="store_true", help="no progress output")
+    _common(rescore)
 
     board = sub.add_parser("leaderboard", help="regenerate the leaderboard from the results folder")
     _paths(board)
@@ -72,50 +84,80 @@ def _check_paths(args) -> None:
         raise UserError(f"--device '{device}': use auto, cpu, cuda or cuda:N.")
 
 
-def cmd_run(args) -> int:
-    from bench.settings import parse_overrides
-    from bench.suites import load_suite
+def _prepare(args):
+    """Plugins, suite, --methods/--seeds and options: everything checked before anything is written."""
     from bench.data import DATA_ROOT_ENV, default_cache_dir
-    from bench.leaderboard import write_leaderboard
     from bench.methods_loader import load_plugin, method_registry
     from bench.progress import Progress
-    from bench.runner import RunOptions, run_suite
+    from bench.runner import RunOptions
+    from bench.settings import parse_overrides
+    from bench.suites import load_suite
 
     _check_paths(args)
     for plugin in args.plugin:
         load_plugin(plugin)
     suite = load_suite(args.suite, parse_overrides(args.overrides))
-    for name in args.methods or []:
+    for name in getattr(args, "methods", None) or []:
         method_registry().get(name)
         if name not in dict(suite.methods) and name not in ("original", "retrain"):
             raise UserError(f"--methods {name}: not a method of suite '{suite.name}'; add it to the suite "
                             f"or choose from {', '.join(n for n, _ in suite.methods)}.")
-    for seed in args.seeds or []:
+    for seed in getattr(args, "seeds", None) or []:
         if seed not in suite.seeds:
             raise UserError(f"--seeds {seed}: not a seed of suite '{suite.name}' ({list(suite.seeds)}).")
     data_root = args.data_root or (Path(os.environ[DATA_ROOT_ENV]) if os.environ.get(DATA_ROOT_ENV) else None)
     opts = RunOptions(results_dir=args.results, cache_dir=args.cache_dir or default_cache_dir(),
                       data_root=data_root, download=args.download, device=args.device,
-                      methods=tuple(args.methods) if args.methods else None,
-                      seeds=tuple(args.seeds) if args.seeds else None,
+                      methods=tuple(args.methods) if getattr(args, "methods", None) else None,
+                      seeds=tuple(args.seeds) if getattr(args, "seeds", None) else None,
                       progress=Progress(enabled=not args.quiet))
-    with ResultsLock(args.results):
-        counts = run_suite(suite, opts)
+    return suite, opts
+
+
+def cmd_run(args) -> int:
+    _check_paths(args)
+    with ResultsLock(args.results):  # first (before torch is imported), so a second driver is refused at once
+        from bench.leaderboard import write_leaderboard
+        from bench.rescore import rescore_suite
+        from bench.runner import SuiteRun
+
+        suite, opts = _prepare(args)
+        run = SuiteRun(suite, opts)
+        counts = run.run_all()
+        rescored = rescore_suite(run)
         print(f"{suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
-              f"{counts['skipped']} skipped (already recorded); records in {args.results / suite.name}")
+              f"{counts['skipped']} skipped (already recorded), {rescored} rescored; "
+              f"records in {args.results / suite.name}")
+        if not args.no_leaderboard:
+            print(f"leaderboard: {write_leaderboard(args.results, _leaderboard_path(args))}")
+    return 0
+
+
+def cmd_rescore(args) -> int:
+    _check_paths(args)
+    with ResultsLock(args.results):
+        from bench.leaderboard import write_leaderboard
+        from bench.rescore import rescore_suite
+        from bench.runner import SuiteRun
+
+        suite, opts = _prepare(args)
+        if not (args.results / suite.name).is_dir():
+            raise UserError(f"no records of suite '{suite.name}' under '{args.results}'; run it first.")
+        rescored = rescore_suite(SuiteRun(suite, opts), force=args.all)
+        print(f"{suite.name}: {rescored} records rescored from their saved outputs")
         if not args.no_leaderboard:
             print(f"leaderboard: {write_leaderboard(args.results, _leaderboard_path(args))}")
     return 0
 
 
 def cmd_leaderboard(args) -> int:
-    from bench.leaderboard import write_leaderboard
-
     if not args.results.is_dir():
         raise UserError(f"results folder '{args.results}' does not exist; run `unlearn-bench run` first "
                         f"or pass --results.")
     _check_paths(args)
     with ResultsLock(args.results):
+        from bench.leaderboard import write_leaderboard
+
         print(write_leaderboard(args.results, _leaderboard_path(args)))
     return 0
 
@@ -143,7 +185,8 @@ def cmd_list(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}[args.command](args)
+        commands = {"run": cmd_run, "rescore": cmd_rescore, "leaderboard": cmd_leaderboard, "list": cmd_list}
+        return commands[args.command](args)
     except UserError as e:
         print(f"unlearn-bench: error: {e}", file=sys.stderr)
         return 2

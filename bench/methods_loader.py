@@ -31,6 +31,13 @@ def method_registry():
     return _registry
 
 
+def method_protocols(method: str) -> tuple[str, ...]:
+    """The forget protocols a method is meant for (random and class unless it says otherwise)."""
+    if method == "original":
+        return ("random", "class")
+    return method_registry().get(method).meta.get("protocols", ("random", "class"))
+
+
 def load_entry_points() -> None:
     """Import the methods that installed packages declare in the `unlearn_bench.methods` group."""
     for ep in entry_points(group=ENTRY_POINT_GROUP):

@@ -28,9 +28,12 @@ class Progress:
             self.stream.write(text + "\n")
         self.stream.flush()
 
-    def start(self, total: int, skipped: int) -> None:
+    def start(self, total: int, skipped: int, what: str = "runs to do") -> None:
         self.total, self.done, self.started = total, 0, time.perf_counter()
-        self._say(f"{total} runs to do, {skipped} already recorded (skipped).")
+        if what == "runs to do":
+            self._say(f"{total} runs to do, {skipped} already recorded (skipped).")
+        elif total:
+            self._say(f"{total} {what}.")
 
     def run_started(self, label: str) -> None:
         self.run_t0 = time.perf_counter()

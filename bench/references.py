@@ -28,7 +28,6 @@ from bench.files import npz_writer, read_checked, read_npz, write_checked
 from bench.spec import Recipe, derive_seed, stable_hash
 from bench.train import train_from_scratch
 
-REFERENCES_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def balanced_keep(k: int, n: int, seed: int, n_in: int | None = None) -> np.ndar
 def plan_folder(cache_dir: Path, shaping: list, keys: np.ndarray, k: int, n_in: int) -> Path:
     """The cache folder of a plan: a hash of what shapes the models, the exact pool, K and n_in."""
     keys_sha = hashlib.sha256(np.ascontiguousarray(keys, np.int64).tobytes()).hexdigest()
-    return cache_dir / "references" / stable_hash([*shaping, keys_sha, k, n_in, REFERENCES_VERSION])
+    return cache_dir / "references" / stable_hash([*shaping, keys_sha, k, n_in])
 
 
 def _keep(plan: ReferencePlan) -> np.ndarray:

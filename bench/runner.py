@@ -31,9 +31,10 @@ from bench.evaluate import accuracy_metrics, evaluate, flatten_outputs
 from bench.execute import call_method
 from bench.files import read_checked, read_meta, write_checked
 from bench.forget import ForgetSet, materialize
-from bench.methods_loader import method_registry
+from bench.methods_loader import method_protocols, method_registry
 from bench.models import ModelFactory
 from bench.progress import Progress
+from bench.provenance import EVALUATION, TRAINING, code_hash, entry_code_hash, run_code
 from bench.references import ReferencePlan, References, build_references, plan_folder, reference_count
 from bench.spec import Suite, derive_seed, stable_hash, to_jsonable
 from bench.store import SCHEMA_VERSION, record_path, recorded, write_record
@@ -41,7 +42,6 @@ from bench.train import train_from_scratch
 from bench.unlearned_references import attacked_keys, unlearned_references
 
 REFERENCE_METHODS = ("original", "retrain")
-TRAINING_VERSION = 1  # bump when the training loop changes what a cached model would be
 
 
 @dataclass
@@ -111,7 +111,9 @@ class SuiteRun:
                                self.example_keys("train", extra)])
         n_in = reference_count(k, len(pool), len(keys))
         s = self.suite
-        folder = plan_folder(self.opts.cache_dir, [s.dataset, self.raw.source, s.model, s.recipe, s.eval], keys, k, n_in)
+        code = code_hash(*TRAINING, *EVALUATION, "bench.references")
+        folder = plan_folder(self.opts.cache_dir, [s.dataset, self.raw.source, s.model, s.recipe, s.eval, code],
+                             keys, k, n_in)
         return ReferencePlan(split, keys, self.val, k, n_in, len(pool), s.recipe, s.eval.batch_size, folder)
 
     def references(self) -> References | None:
@@ -149,7 +151,7 @@ class SuiteRun:
         """The original model of `seed`, trained on the whole pool once and cached by content hash."""
         s = self.suite
         pool_sha = hashlib.sha256(self.splits.train.tobytes()).hexdigest()
-        key = stable_hash([s.dataset, self.raw.source, s.model, s.recipe, seed, pool_sha, TRAINING_VERSION])
+        key = stable_hash([s.dataset, self.raw.source, s.model, s.recipe, seed, pool_sha, code_hash(*TRAINING)])
         path = self.opts.cache_dir / "models" / f"original-{key}.pt"
         model = self.new_model()
         state = read_checked(path, lambda p: torch.load(p, map_location=self.device, weights_only=True), key)
@@ -164,13 +166,6 @@ class SuiteRun:
         write_checked(path, lambda tmp: torch.save(model.state_dict(), tmp), key, cost=cost)
         return model, read_meta(path)
 
-    @staticmethod
-    def protocols(method: str) -> tuple[str, ...]:
-        """The forget protocols a method is meant for (every protocol for `original`)."""
-        if method == "original":
-            return ("random", "class")
-        return method_registry().get(method).meta.get("protocols", ("random", "class"))
-
     def planned_methods(self) -> list[str]:
         names = [n for n, _ in self.suite.methods]
         if self.opts.methods is not None:
@@ -178,15 +173,18 @@ class SuiteRun:
         return list(dict.fromkeys(["original", "retrain", *names]))
 
     def record_base(self, fs: ForgetSet, method: str, config, seed: int) -> tuple[Path, dict]:
+        """A run's record path and identity. The key holds everything that shapes the model and its
+        outputs (suite, forget set, method, config, code), not the attacks: those are rescored."""
         config_json = to_jsonable(config) if config is not None else {}
-        config_hash = stable_hash([self.suite.suite_hash, fs.summary(), method, config_json,
-                                   self.suite.attacks, self.suite.attack_settings])
+        code = run_code(method)
+        config_hash = stable_hash([self.suite.suite_hash, fs.summary(), method, config_json, code])
         path = record_path(self.opts.results_dir, self.suite.name, fs.name, method, config_hash, seed)
         return path, {
             "schema_version": SCHEMA_VERSION, "bench_version": bench.__version__,
             "suite": self.suite.name, "suite_hash": self.suite.suite_hash, "model": self.suite.model,
             "method": method, "method_config": config_json, "config_hash": config_hash, "seed": seed,
-            "forget_set": fs.summary(), "method_protocols": list(self.protocols(method)),
+            "forget_set": fs.summary(), "method_protocols": list(method_protocols(method)), "code": code,
+            "attack_settings": to_jsonable(self.suite.attack_settings),
         }
 
     def run_all(self) -> dict[str, int]:
@@ -242,23 +240,30 @@ class SuiteRun:
                 raise Diverged(f"outputs on the {split} split are not finite")
             out["key"] = self.example_keys("train" if split in ("forget", "retain") else "test", out["index"])
         metrics = accuracy_metrics(outputs, fs.label)
+        metrics["mia"], scores = self.attack(outputs, fs, method, config, seed, self.suite.attacks)
+        return metrics, {**flatten_outputs(outputs), **scores}
+
+    def attack(self, outputs: dict, fs: ForgetSet, method: str, config, seed: int, names) -> tuple[dict, dict]:
+        """The named attacks on one run's outputs: ({attack: metrics incl. its code hash}, score arrays)."""
         attack_input = AttackInput(outputs, self.suite.attack_settings, seed, fs.label, self.references())
-        if self.needs("needs_unlearned_references"):
+        if any(attack_registry.get(a).meta.get("needs_unlearned_references") for a in names):
             attack_input = dataclasses.replace(attack_input, unlearned=self.unlearned(attack_input, method, config, fs))
-        results = run_attacks(self.suite.attacks, attack_input)
-        metrics["mia"] = {name: r.metrics for name, r in results.items()}
-        flat = flatten_outputs(outputs)
+        results = run_attacks(names, attack_input)
+        mia, scores = {}, {}
         for name, r in results.items():
+            mia[name] = {**r.metrics, "code": entry_code_hash(attack_registry.get(name))}
             if r.member_scores is not None:
-                flat[f"attack_{name}_member"] = r.member_scores
-                flat[f"attack_{name}_nonmember"] = r.nonmember_scores
-        return metrics, flat
+                scores[f"attack_{name}_member"] = r.member_scores
+                scores[f"attack_{name}_nonmember"] = r.nonmember_scores
+        return mia, scores
 
     def unlearned(self, a: AttackInput, method: str, config, fs: ForgetSet):
         """U-LiRA's references unlearned with `method` (cached per method, config and forget set)."""
         keys = attacked_keys(a.members()["key"], a.nonmembers()["key"], fs.sha256)
-        fn = None if method == "original" else method_registry().get(method).fn
-        return unlearned_references(self.references(), self._plan, method, fn, config, keys, len(fs.indices),
+        entry = None if method == "original" else method_registry().get(method)
+        code = entry_code_hash(entry) if entry else None
+        return unlearned_references(self.references(), self._plan, method, entry and entry.fn, config, code,
+                                    keys, len(fs.indices),
                                     fs.label if fs.protocol == "class" else None, fs.sha256,
                                     self.suite.attack_settings.ulira_references, self.context,
                                     self.opts.progress.run_started, self.num_classes)
@@ -288,7 +293,3 @@ class SuiteRun:
             original.load_state_dict(before)
             status, error = "failed", "the method changed the original model (it gets a private copy)"
         return model, cost, status, error
-
-
-def run_suite(suite: Suite, opts: RunOptions) -> dict[str, int]:
-    return SuiteRun(suite, opts).run_all()

@@ -27,6 +27,7 @@ from bench.api import UnlearnData
 from bench.evaluate import per_example_outputs
 from bench.execute import call_method
 from bench.files import npz_writer, read_checked, read_npz, write_checked
+from bench.provenance import code_hash
 from bench.references import ReferencePlan, References, reference_model
 from bench.spec import derive_seed, stable_hash, to_jsonable
 
@@ -65,14 +66,15 @@ def reference_forget_rows(refs: References, plan: ReferencePlan, i: int, attacke
     return np.sort(np.concatenate([candidates, pad]))
 
 
-def unlearned_references(refs: References, plan: ReferencePlan, method: str, fn, config, keys: np.ndarray,
+def unlearned_references(refs: References, plan: ReferencePlan, method: str, fn, config, code: str | None,
+                         keys: np.ndarray,
                          forget_size: int, forget_label: int | None, forget_sha: str, k_u: int,
                          make_context: Callable, announce: Callable[[str], None],
                          num_classes: int) -> UnlearnedReferences:
     """Unlearn the first `k_u` references with `fn` (None: `original`, never unlearned)."""
     rows = refs.rows(keys)
-    tag = stable_hash([method, to_jsonable(config) if config is not None else {}, forget_sha, k_u,
-                       keys.tobytes().hex()])
+    tag = stable_hash([method, to_jsonable(config) if config is not None else {}, code, forget_sha, k_u,
+                       keys.tobytes().hex(), code_hash("bench.unlearned_references")])
     folder = plan.folder / "ulira"
     parts = []
     for i in range(k_u):
