@@ -21,7 +21,7 @@ class Entry:
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
+    close = difflib.get_close_matches(str(name), choices, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"{hint} Valid: {', '.join(sorted(choices))}."
 

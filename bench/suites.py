@@ -69,6 +69,8 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
     if not isinstance(methods_raw, dict):
         raise UserError(f"{where}: methods: expected a mapping of method name to hyperparameters.")
     for name, params in methods_raw.items():
+        if not isinstance(name, str):
+            raise UserError(f"{where}: methods: {name!r} is not a method name; name methods by their registered names.")
         if params is not None and not isinstance(params, dict):
             raise UserError(f"{where}: methods.{name}: expected a mapping of hyperparameters (e.g. {{lr: 0.01}}) "
                             f"or {{}}, got {params!r}.")
