@@ -29,6 +29,13 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def code_is_dirty(porcelain: str) -> bool:
+    """True when files other than the published results (results/, leaderboard.md) differ from the
+    commit: the code that made a record is then not the commit it names."""
+    paths = [line[3:].strip('"') for line in porcelain.splitlines() if line.strip()]
+    return any(not (p.startswith("results/") or p == "results" or p == "leaderboard.md") for p in paths)
+
+
 def environment(device: torch.device, data_source: str) -> dict:
     def git(*args):
         try:
@@ -40,5 +47,5 @@ def environment(device: torch.device, data_source: str) -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(), "data_source": data_source,
-            "git_sha": git("rev-parse", "HEAD") or None, "git_dirty": bool(git("status", "--porcelain")),
+            "git_sha": git("rev-parse", "HEAD") or None, "git_dirty": code_is_dirty(git("status", "--porcelain")),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

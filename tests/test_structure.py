@@ -100,3 +100,11 @@ def test_a_context_closing_over_the_runner_would_expose_the_test_split(tmp_path)
     assert not _reachable_tensor_ids([ctx]) & test_ptrs
     run.new_model = lambda: run.test  # noqa: E731 - a closure over the runner, as before
     assert _reachable_tensor_ids([run.context(0, "x")]) & test_ptrs
+
+
+def test_only_code_makes_a_tree_dirty():
+    from bench.environment import code_is_dirty
+
+    assert not code_is_dirty("?? results/.unlearn-bench.lock\n M leaderboard.md\n?? results/digits/\n")
+    assert code_is_dirty(" M bench/train.py\n?? results/digits/\n")
+    assert not code_is_dirty("")
