@@ -175,3 +175,21 @@ def test_a_second_driver_is_refused_at_once_and_a_stale_lock_is_taken_over(tiny_
     third = _cli_process("run", suite, "--quiet", "--no-leaderboard", cwd=tmp_path)
     out, err = third.communicate(timeout=300)
     assert third.returncode == 0, err and "skipped" in out
+
+
+def test_truncated_reference_and_ulira_files_are_rebuilt(cli, tiny_suite, tmp_path):
+    from conftest import TINY_SUITE
+
+    suite = tiny_suite(TINY_SUITE + "attacks: [lira, ulira]\n"
+                                    "attack_settings: {references: 2, rmia_references: 1, ulira_references: 2}\n")
+    assert cli("run", suite, "--quiet", "--seeds", "0", "--methods", "finetune", "--no-leaderboard")[0] == 0
+    refs = tmp_path / "cache" / "references"
+    (ref,) = list(refs.rglob("ref0.npz"))
+    ref.write_bytes(ref.read_bytes()[:64])
+    ulira = sorted(refs.rglob("ulira/finetune-*-ref0.npz"))[0]
+    ulira.write_bytes(b"")
+    code, out, err = cli("run", suite, "--quiet", "--seeds", "1", "--methods", "finetune", "--no-leaderboard")
+    assert code == 0 and err.count("is unusable") == 2, err
+    records = [r for r in load_records(Path("results")) if r["method"] == "finetune" and r["seed"] == 1]
+    assert "error" not in records[0]["metrics"]["mia"]["ulira"]
+    assert "error" not in records[0]["metrics"]["mia"]["lira"]
