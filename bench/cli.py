@@ -126,6 +126,7 @@ def cmd_run(args) -> int:
         counts = run.run_all()
         rescored = rescore_suite(run)
         print(f"{suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
+              f"{counts['collapsed']} collapsed, "
               f"{counts['skipped']} skipped (already recorded), {rescored} rescored; "
               f"records in {args.results / suite.name}")
         if not args.no_leaderboard:

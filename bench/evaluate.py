@@ -66,9 +66,32 @@ def accuracy_metrics(outputs: dict[str, dict[str, np.ndarray]], forget_label: in
     return metrics
 
 
+COLLAPSE_SHARE = 0.9  # a model predicting one class for this share of the retain set has collapsed
+CHANCE_MARGIN = 0.05  # retain accuracy within this of chance (1 / classes) is at chance
+
+
+def collapse_reason(retain: dict[str, np.ndarray], num_classes: int) -> str | None:
+    """Why a model's retain outputs show a collapsed model (None if they do not): one class
+    predicted for nearly all retain examples, or retain accuracy at chance."""
+    preds = retain["pred"].astype(np.int64)
+    counts = np.bincount(preds, minlength=num_classes)
+    share = counts.max() / max(len(preds), 1)
+    if share >= COLLAPSE_SHARE:
+        return f"collapsed: predicts class {int(counts.argmax())} for {share:.0%} of the retain set"
+    acc = accuracy(retain)
+    if acc <= 1 / num_classes + CHANCE_MARGIN:
+        return f"collapsed: retain accuracy {acc:.1%} is at chance ({1 / num_classes:.0%})"
+    return None
+
+
 def flatten_outputs(outputs: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """{"forget": {"loss": ...}} -> {"forget_loss": ...}, the layout of the saved .npz."""
     return {f"{split}_{key}": arr for split, d in outputs.items() for key, arr in d.items()}
+
+
+def outputs_of(flat: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    """One split's arrays from the flat layout."""
+    return {k[len(split) + 1:]: v for k, v in flat.items() if k.startswith(split + "_")}
 
 
 def unflatten_outputs(flat) -> dict[str, dict[str, np.ndarray]]:

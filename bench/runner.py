@@ -27,7 +27,7 @@ from bench.cost import measure
 from bench.data import Batcher, LoadOptions, Split, load_dataset, make_splits
 from bench.environment import environment, pick_device, seed_everything
 from bench.errors import Diverged, UserError
-from bench.evaluate import accuracy_metrics, evaluate, flatten_outputs
+from bench.evaluate import accuracy_metrics, collapse_reason, evaluate, flatten_outputs, outputs_of
 from bench.execute import call_method
 from bench.files import read_checked, read_meta, write_checked
 from bench.forget import ForgetSet, materialize
@@ -188,7 +188,7 @@ class SuiteRun:
         }
 
     def run_all(self) -> dict[str, int]:
-        counts = {"ok": 0, "failed": 0, "diverged": 0, "skipped": 0}
+        counts = {"ok": 0, "failed": 0, "diverged": 0, "collapsed": 0, "skipped": 0}
         seeds = [s for s in self.suite.seeds if self.opts.seeds is None or s in self.opts.seeds]
         jobs = []
         for spec in self.suite.forget_sets:
@@ -222,12 +222,15 @@ class SuiteRun:
             if status == "ok":
                 try:
                     record["metrics"], outputs = self.score(model, data, fs, method, config, seed)
+                    if method != "original" and (reason := collapse_reason(outputs_of(outputs, "retain"),
+                                                                           self.num_classes)):
+                        status, error = "collapsed", reason
                 except Diverged as e:
                     status, error = "diverged", str(e)
                 except Exception as e:  # noqa: BLE001 - a run that cannot be scored is recorded, the sweep goes on
                     status, error = "failed", f"scoring failed: {type(e).__name__}: {e}"
                 record.update(status=status, error=error)
-            write_record(path, record, outputs if status == "ok" else None)
+            write_record(path, record, outputs if status in ("ok", "collapsed") else None)
             counts[status] += 1
             self.opts.progress.run_finished(label, status, cost.get("wall_s"), error)
         return counts

@@ -17,7 +17,7 @@ import numpy as np
 from bench.files import inside, read_npz, write_npz, write_text
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "diverged")
+STATUSES = ("ok", "failed", "diverged", "collapsed")
 REQUIRED_KEYS = ("schema_version", "bench_version", "suite", "suite_hash", "method", "method_config",
                  "config_hash", "seed", "forget_set", "status", "metrics", "cost", "env")
 
