@@ -65,6 +65,9 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
     raw = dict(raw)
     methods_raw = raw.get("methods") or {}
     if isinstance(methods_raw, list):
+        bad = [m for m in methods_raw if not isinstance(m, str)]
+        if bad:
+            raise UserError(f"{where}: methods: {bad[0]!r} is not a method name; list method names.")
         methods_raw = {m: {} for m in methods_raw}
     if not isinstance(methods_raw, dict):
         raise UserError(f"{where}: methods: expected a mapping of method name to hyperparameters.")

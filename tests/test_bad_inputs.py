@@ -216,7 +216,7 @@ VALUES = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.floats
                       max_leaves=8)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=st.dictionaries(KEYS, VALUES, max_size=6))
 def test_fuzzed_suites_load_or_fail_with_one_user_error(doc, tmp_path):
     import yaml
@@ -232,7 +232,7 @@ def test_fuzzed_suites_load_or_fail_with_one_user_error(doc, tmp_path):
         assert "\n" not in str(e).strip()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pair=st.text(max_size=30))
 def test_fuzzed_set_overrides_load_or_fail_with_one_user_error(pair):
     from bench.errors import UserError
