@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from bench.spec import Recipe, param
+from bench.spec import Recipe, choice, float_range, int_range, log_range, param
 from bench.data import Batcher, Split
 from bench.registry import Registry
 from bench.train import make_optimizer, run_epochs, train_from_scratch
@@ -30,7 +30,8 @@ from bench.train import make_optimizer, run_epochs, train_from_scratch
 method_registry = Registry("method")
 register_method = method_registry.register
 
-__all__ = ["RunContext", "UnlearnData", "param", "register_method", "make_optimizer", "run_epochs"]
+__all__ = ["RunContext", "UnlearnData", "choice", "float_range", "int_range", "log_range", "param", "register_method",
+           "make_optimizer", "run_epochs"]
 
 
 @dataclass(frozen=True)

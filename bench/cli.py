@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a hyperparameter, e.g. finetune.lr=0.01 or recipe.epochs=3 (repeatable)")
     run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     run.add_argument("--download", action="store_true", help="let torchvision download missing data")
+    run.add_argument("--tuned", action="store_true",
+                     help="run with the configs `unlearn-bench tune` chose (<results>/<suite>/tuned.yaml)")
     run.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     _common(run)
@@ -43,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard")
     rescore.add_argument("--quiet", action="store_true", help="no progress output")
     _common(rescore)
+
+    tune = sub.add_parser("tune", help="tune every method's hyperparameters with the same Optuna budget on "
+                                       "validation data (writes <results>/<suite>/tuned.yaml)")
+    tune.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help="built-in suite name or path to a .yaml")
+    tune.add_argument("--trials", type=int, default=None, help="trials per method, for every method "
+                      "(default: the suite's tuning.trials)")
+    tune.add_argument("--methods", nargs="+", help="tune only these methods")
+    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    tune.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    tune.add_argument("--download", action="store_true", help="let torchvision download missing data")
+    tune.add_argument("--quiet", action="store_true", help="no progress output")
+    _common(tune)
 
     board = sub.add_parser("leaderboard", help="regenerate the leaderboard from the results folder")
     _paths(board)
@@ -97,6 +111,11 @@ def _prepare(args):
     for plugin in args.plugin:
         load_plugin(plugin)
     suite = load_suite(args.suite, parse_overrides(args.overrides))
+    sources = {}
+    if getattr(args, "tuned", False):
+        from bench.tune import TUNED_FILE, apply_tuned
+
+        suite, sources = apply_tuned(suite, args.results / suite.name / TUNED_FILE)
     for name in getattr(args, "methods", None) or []:
         method_registry().get(name)
         if name not in dict(suite.methods) and name not in ("original", "retrain"):
@@ -110,7 +129,7 @@ def _prepare(args):
                       data_root=data_root, download=args.download, device=args.device,
                       methods=tuple(args.methods) if getattr(args, "methods", None) else None,
                       seeds=tuple(args.seeds) if getattr(args, "seeds", None) else None,
-                      progress=Progress(enabled=not args.quiet))
+                      progress=Progress(enabled=not args.quiet), config_sources=sources)
     return suite, opts
 
 
@@ -151,6 +170,26 @@ def cmd_rescore(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    _check_paths(args)
+    with ResultsLock(args.results):
+        from bench.runner import SuiteRun
+        from bench.tune import read_tuned, tune_suite
+
+        suite, opts = _prepare(args)
+        if args.trials is not None and args.trials < 1:
+            raise UserError(f"--trials {args.trials}: give at least 1 trial per method.")
+        methods = [m for m, _ in suite.methods if m != "retrain" and (not args.methods or m in args.methods)]
+        path = tune_suite(SuiteRun(suite, opts), methods, args.trials)
+        tuned = read_tuned(path)
+        for m in methods:
+            t = tuned[m]
+            print(f"{m:<18} {t['trials']} trials, best objective {t['best_objective']}, {t['tuning_s']} s"
+                  f"{'  (' + t['note'] + ')' if t.get('note') else ''}")
+        print(f"tuned configs: {path}; run them with `unlearn-bench run {suite.name} --tuned`")
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     if not args.results.is_dir():
         raise UserError(f"results folder '{args.results}' does not exist; run `unlearn-bench run` first "
@@ -186,7 +225,8 @@ def cmd_list(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"run": cmd_run, "rescore": cmd_rescore, "leaderboard": cmd_leaderboard, "list": cmd_list}
+        commands = {"run": cmd_run, "rescore": cmd_rescore, "tune": cmd_tune, "leaderboard": cmd_leaderboard,
+                    "list": cmd_list}
         return commands[args.command](args)
     except UserError as e:
         print(f"unlearn-bench: error: {e}", file=sys.stderr)

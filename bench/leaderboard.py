@@ -111,14 +111,20 @@ def section_table(records: list[dict]) -> tuple[list[str], list[list[str]], list
         rows.append((gap, label, [label, *(_fmt(cells[c]) for c in cols), _fmt_ci(cells["gap"]),
                                   _fmt(cells["wall"], 2), _fmt(cells["rte"]), runs_cell]))
         if runs[0]["method_config"]:
-            config = ", ".join(f"{k}={v}" for k, v in sorted(runs[0]["method_config"].items()))
-            settings.append(f"`{label}`: {config}")
+            config = ", ".join(f"{k}={_short(v)}" for k, v in sorted(runs[0]["method_config"].items()))
+            source = f" ({runs[0]['config_source']})" if runs[0].get("config_source") else ""
+            settings.append(f"`{label}`{source}: {config}")
     rows.sort(key=lambda row: (row[0], row[1]))
     rank = ranks(gaps)
     test_cols = ["Test acc, remaining", "Test acc, forgotten"] if class_forgetting else ["Test acc"]
     header = ["Rank", "Method", "Forget acc", "Retain acc", *test_cols, "Simple MIA", "Avg. Gap ↓ (95% CI)",
               "Wall (s)", "RTE ↑", "Runs"]
     return header, [[str(rank.get(label, "—")), *row] for _, label, row in rows], sorted(settings)
+
+
+def _short(value):
+    """Tuned floats printed to 4 significant digits (the record keeps them exact)."""
+    return f"{value:.4g}" if isinstance(value, float) else value
 
 
 def _fmt_ci(values: list[float]) -> str:

@@ -54,6 +54,7 @@ class RunOptions:
     methods: tuple[str, ...] | None = None  # None: all of the suite's methods
     seeds: tuple[int, ...] | None = None
     progress: Progress = field(default_factory=Progress)
+    config_sources: dict = field(default_factory=dict)  # method -> "tuned (N trials)"; else suite/default
 
 
 class SuiteRun:
@@ -94,9 +95,6 @@ class SuiteRun:
             return np.asarray(index, np.int64)
         return len(self.raw.train_y) + np.asarray(index, np.int64)
 
-    def needs(self, meta_key: str) -> bool:
-        return any(attack_registry.get(a).meta.get(meta_key) for a in self.suite.attacks)
-
     def reference_plan(self) -> ReferencePlan:
         """Reference pool: training pool + test + unused training images up to twice the pool,
         so that each reference trains on about as many examples as the target did."""
@@ -118,7 +116,8 @@ class SuiteRun:
 
     def references(self) -> References | None:
         """The suite's reference models, trained on first use if an attack needs them."""
-        if self._references is None and self.needs("needs_references"):
+        if self._references is None and any(attack_registry.get(a).meta.get("needs_references")
+                                            for a in self.suite.attacks):
             self._plan = self.reference_plan()
             self._references = build_references(self._plan, self.context, self.opts.progress.run_started)
         return self._references
@@ -185,6 +184,8 @@ class SuiteRun:
             "method": method, "method_config": config_json, "config_hash": config_hash, "seed": seed,
             "forget_set": fs.summary(), "method_protocols": list(method_protocols(method)), "code": code,
             "attack_settings": to_jsonable(self.suite.attack_settings),
+            "config_source": self.opts.config_sources.get(method) or (
+                "suite" if method in dict(self.suite.methods) else "default"),
         }
 
     def run_all(self) -> dict[str, int]:

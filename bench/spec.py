@@ -45,9 +45,56 @@ class Range:
         return " and ".join(p for p in (lo, hi) if p) or "any finite value"
 
 
+@dataclass(frozen=True)
+class Search:
+    """A hyperparameter's search space for tuning: log-uniform or uniform floats, integers, or choices."""
+
+    kind: str  # log | float | int | choice
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+
+    def contains(self, value) -> bool:
+        if self.kind == "choice":
+            return value in self.choices
+        return self.low <= value <= self.high
+
+    def suggest(self, trial, name: str):
+        """The value an Optuna trial draws for `name` (any object with Optuna's suggest_* methods)."""
+        if self.kind == "choice":
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high))
+        return trial.suggest_float(name, self.low, self.high, log=self.kind == "log")
+
+
+def log_range(low: float, high: float) -> Search:
+    return Search("log", low, high)
+
+
+def float_range(low: float, high: float) -> Search:
+    return Search("float", low, high)
+
+
+def int_range(low: int, high: int) -> Search:
+    return Search("int", low, high)
+
+
+def choice(*values) -> Search:
+    return Search("choice", choices=tuple(values))
+
+
+def search_space(config_cls) -> dict[str, Search]:
+    """{field: Search} for the fields of a method config that are tuned (empty: nothing to tune)."""
+    if config_cls is None:
+        return {}
+    return {f.name: f.metadata["search"] for f in dataclasses.fields(config_cls) if f.metadata.get("search")}
+
+
 def param(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, search=None):
     """A dataclass field with its accepted range declared beside its default, e.g.
-    `lr: float = param(0.01, gt=0)`. `search` is the tuning range (issue 9's search spaces)."""
+    `lr: float = param(0.01, gt=0, search=log_range(1e-3, 0.3))`. `search` is the field's space
+    for `unlearn-bench tune`; a field without one is not tuned."""
     rng = Range(low=gt if gt is not None else ge, high=lt if lt is not None else le, low_open=gt is not None,
                 high_open=lt is not None, choices=tuple(choices) if choices is not None else None)
     return field(default=default, metadata={"range": rng, "search": search})
@@ -119,6 +166,15 @@ class AttackSettings:
 
 
 @dataclass(frozen=True)
+class TuningSpec:
+    """The equal tuning budget of every method, and where selection happens: a seed that is not a
+    reporting seed, and forget sets drawn by the same protocols with other seeds / classes."""
+
+    trials: int = param(30, ge=1)  # trials per method, the same for every method
+    seed: int = param(1000, ge=0)  # the tuning seed (its original model, its draws)
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     dataset: DatasetSpec
@@ -130,6 +186,7 @@ class Suite:
     attacks: tuple[str, ...] = ("simple",)
     eval: EvalSpec = field(default_factory=EvalSpec)
     attack_settings: AttackSettings = field(default_factory=AttackSettings)
+    tuning: TuningSpec = field(default_factory=TuningSpec)
     description: str = ""
     path: str = ""
 

@@ -22,7 +22,7 @@ from bench.methods_loader import method_registry
 from bench.models import model_registry
 from bench.registry import did_you_mean
 from bench.settings import UniqueKeyLoader, _coerce, build_dataclass
-from bench.spec import AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Suite
+from bench.spec import AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Suite, TuningSpec
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -79,12 +79,12 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
                             f"or {{}}, got {params!r}.")
     methods_raw = {k: dict(v or {}) for k, v in methods_raw.items()}
     for section, values in (overrides or {}).items():
-        if section in ("recipe", "dataset", "eval", "attack_settings"):
+        if section in ("recipe", "dataset", "eval", "attack_settings", "tuning"):
             raw[section] = {**(raw.get(section) or {}), **values}
         elif section in methods_raw:
             methods_raw[section].update(values)
         else:
-            choices = ["recipe", "dataset", "eval", "attack_settings", *methods_raw]
+            choices = ["recipe", "dataset", "eval", "attack_settings", "tuning", *methods_raw]
             raise UserError(
                 f"--set {section}.…: '{section}' is not a method of suite '{path.stem}' nor a "
                 f"suite section.{did_you_mean(section, choices)}"
@@ -103,7 +103,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         methods.append((name, config))
 
     known = {"name", "description", "dataset", "model", "recipe", "forget_sets", "seeds", "methods",
-             "attacks", "eval", "attack_settings"}
+             "attacks", "eval", "attack_settings", "tuning"}
     for key in raw:
         if key not in known:
             raise UserError(f"{where}: unknown key '{key}'.{did_you_mean(str(key), sorted(known))}")
@@ -128,6 +128,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         attacks=_coerce(raw.get("attacks", ["simple"]), tuple[str, ...], f"{where}: attacks"),
         eval=build_dataclass(EvalSpec, raw.get("eval"), f"{where}: eval"),
         attack_settings=build_dataclass(AttackSettings, raw.get("attack_settings"), f"{where}: attack_settings"),
+        tuning=build_dataclass(TuningSpec, raw.get("tuning"), f"{where}: tuning"),
         path=where,
     )
     validate_suite(suite, where)
@@ -152,6 +153,9 @@ def validate_suite(suite: Suite, where: str) -> None:
         raise UserError(f"{where}: recipe.schedule: '{suite.recipe.schedule}' is not one of cosine, constant.")
     if not suite.seeds:
         raise UserError(f"{where}: seeds: list at least one seed.")
+    if suite.tuning.seed in suite.seeds:
+        raise UserError(f"{where}: tuning.seed: {suite.tuning.seed} is a reporting seed; selection must not "
+                        "see what the report uses, so pick a seed outside seeds.")
     if len(set(suite.seeds)) != len(suite.seeds):
         raise UserError(f"{where}: seeds: {list(suite.seeds)} repeats a seed; list each seed once.")
     d = suite.dataset

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.api import RunContext, UnlearnData, param, register_method
+from bench.api import RunContext, UnlearnData, float_range, int_range, log_range, param, register_method
 from bench.data import Split
 from bench.train import make_optimizer, run_epochs
 from methods._common import kl_distill
@@ -18,10 +18,10 @@ from methods._common import kl_distill
 
 @dataclass(frozen=True)
 class BadTeacherConfig:
-    retain_fraction: float = param(0.3, gt=0, le=1)
+    retain_fraction: float = param(0.3, gt=0, le=1, search=float_range(0.1, 1.0))
     temperature: float = param(1.0, gt=0)
-    epochs: int = param(1, ge=1)
-    lr: float = param(1e-4, gt=0)
+    epochs: int = param(1, ge=1, search=int_range(1, 5))
+    lr: float = param(1e-4, gt=0, search=log_range(1e-5, 1e-2))
     batch_size: int = param(256, ge=1)
 
 

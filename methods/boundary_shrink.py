@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, param, register_method
+from bench.api import RunContext, UnlearnData, float_range, int_range, log_range, param, register_method
 from methods._common import minimise
 
 
 @dataclass(frozen=True)
 class BoundaryShrinkConfig:
-    bound: float = param(0.1, gt=0, le=1)  # FGSM step in pixel units (images in [0, 1])
-    epochs: int = param(10, ge=1)
-    lr: float = param(1e-5, gt=0)
+    bound: float = param(0.1, gt=0, le=1, search=float_range(0.01, 0.5))  # FGSM step in pixel units (images in [0, 1])
+    epochs: int = param(10, ge=1, search=int_range(1, 10))
+    lr: float = param(1e-5, gt=0, search=log_range(1e-6, 0.1))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(0.0, ge=0)
     batch_size: int = param(64, ge=1)

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, param, register_method
+from bench.api import RunContext, UnlearnData, int_range, log_range, param, register_method
 from methods._common import minimise
 
 
 @dataclass(frozen=True)
 class GradientAscentConfig:
-    epochs: int = param(5, ge=1)
-    lr: float = param(1e-4, gt=0)
+    epochs: int = param(5, ge=1, search=int_range(1, 10))
+    lr: float = param(1e-4, gt=0, search=log_range(1e-5, 0.1))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
     batch_size: int = param(128, ge=1)

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, param, register_method
+from bench.api import RunContext, UnlearnData, float_range, int_range, log_range, param, register_method
 from methods._common import minimise, paired_batches
 
 
 @dataclass(frozen=True)
 class NegGradPlusConfig:
-    alpha: float = param(0.99, ge=0, le=1)
-    epochs: int = param(5, ge=1)
-    lr: float = param(0.01, gt=0)
+    alpha: float = param(0.99, ge=0, le=1, search=float_range(0.5, 0.9999))
+    epochs: int = param(5, ge=1, search=int_range(1, 10))
+    lr: float = param(0.01, gt=0, search=log_range(1e-3, 0.3))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
     batch_size: int = param(128, ge=1)

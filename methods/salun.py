@@ -12,16 +12,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, param, register_method
+from bench.api import RunContext, UnlearnData, float_range, int_range, log_range, param, register_method
 from methods._common import grad_sum, minimise, top_fraction_mask
 from methods.random_label import relabelled_then_retain
 
 
 @dataclass(frozen=True)
 class SalUnConfig:
-    ratio: float = param(0.5, gt=0, le=1)
-    epochs: int = param(10, ge=1)
-    lr: float = param(0.013, gt=0)
+    ratio: float = param(0.5, gt=0, le=1, search=float_range(0.1, 0.9))
+    epochs: int = param(10, ge=1, search=int_range(1, 10))
+    lr: float = param(0.013, gt=0, search=log_range(1e-3, 0.3))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
     batch_size: int = param(128, ge=1)

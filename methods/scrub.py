@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.api import RunContext, UnlearnData, param, register_method
+from bench.api import RunContext, UnlearnData, int_range, log_range, param, register_method
 from bench.train import make_optimizer, run_epochs
 from methods._common import kl_distill
 
@@ -26,11 +26,11 @@ from methods._common import kl_distill
 @dataclass(frozen=True)
 class ScrubConfig:
     temperature: float = param(4.0, gt=0)
-    alpha: float = param(0.001, ge=0)  # weight of the KL term on retain
+    alpha: float = param(0.001, ge=0, search=log_range(1e-3, 1.0))  # weight of the KL term on retain
     gamma: float = param(0.99, ge=0)  # weight of the CE term on retain
-    max_steps: int = param(2, ge=0)  # epochs with a forget (max) pass
-    epochs: int = param(3, ge=1)
-    lr: float = param(5e-4, gt=0)
+    max_steps: int = param(2, ge=0, search=int_range(1, 5))  # epochs with a forget (max) pass
+    epochs: int = param(3, ge=1, search=int_range(1, 10))
+    lr: float = param(5e-4, gt=0, search=log_range(1e-4, 0.3))
     lr_decay_epochs: tuple[int, ...] = param((3, 5, 9), ge=1)
     lr_decay_rate: float = param(0.1, gt=0, le=1)
     momentum: float = param(0.9, ge=0, lt=1)

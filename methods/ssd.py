@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.api import RunContext, UnlearnData, param, register_method
+from bench.api import RunContext, UnlearnData, log_range, param, register_method
 from bench.data import Split
 from methods._common import importance
 
 
 @dataclass(frozen=True)
 class SSDConfig:
-    alpha: float = param(10.0, gt=0)  # selection threshold
-    dampening: float = param(1.0, gt=0)  # lambda
+    alpha: float = param(10.0, gt=0, search=log_range(1.0, 100.0))  # selection threshold
+    dampening: float = param(1.0, gt=0, search=log_range(0.1, 10.0))  # lambda
     batch_size: int = param(128, ge=1)
 
 

@@ -1,0 +1,122 @@
+"""Equal-budget tuning on validation data: search spaces, the test split untouched, resume after a
+kill, the objective, and `run --tuned`."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.methods_loader import method_registry
+from bench.spec import search_space
+
+TUNE_SUITE = """\
+name: tiny
+dataset: {name: digits, split_seed: 0}
+model: mlp
+recipe: {epochs: 3, batch_size: 64, lr: 0.05, schedule: cosine}
+forget_sets:
+  - {protocol: random, fraction: 0.1}
+seeds: [0, 1]
+methods:
+  retrain: {}
+  finetune: {epochs: 1, lr: 0.05, batch_size: 64}
+  ssd: {alpha: 5.0}
+tuning: {trials: 3, seed: 7}
+"""
+
+
+@pytest.mark.parametrize("name", method_registry().names())
+def test_every_method_declares_a_search_space_containing_its_defaults(name):
+    entry = method_registry().get(name)
+    space = search_space(entry.config)
+    if name == "retrain":
+        assert space == {}
+        return
+    assert space, f"{name} declares nothing to tune"
+    defaults = entry.config()
+    for field, s in space.items():
+        assert s.contains(getattr(defaults, field)), f"{name}.{field}: default outside its search space"
+
+
+def test_the_test_split_raises_if_touched_during_tuning(tmp_path):
+    from bench.checks import problem
+    from bench.tune import forbid_test
+
+    p = problem(tmp_path)
+    forbid_test(p.run)
+    with pytest.raises(RuntimeError, match="test split was used during tuning"):
+        p.run.test.x.float()
+
+
+def test_tune_writes_equal_budgets_reads_no_test_data_and_run_tuned_uses_them(cli, tiny_suite, monkeypatch):
+    import bench.tune as tune
+
+    seen = []
+    real = tune.measure
+    monkeypatch.setattr(tune, "measure", lambda run, model, data, label, seed: seen.append(
+        set(run.eval_splits(data)) - {"test"}) or real(run, model, data, label, seed))
+    suite = tiny_suite(TUNE_SUITE)
+    code, out, err = cli("tune", suite, "--quiet")
+    assert code == 0, err
+    tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
+    assert {m: t["trials"] for m, t in tuned.items()} == {"finetune": 3, "ssd": 3}
+    assert seen and all(s == {"forget", "retain", "val"} for s in seen)
+    assert (Path("results") / "tiny" / "forget_sets" / "tuning-random-10pct.npy").is_file()
+    code, out, err = cli("tune", suite, "--quiet", "--trials", "5")  # resumes: 2 more each
+    assert code == 0 and yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())["ssd"]["trials"] == 5
+    code, out, err = cli("run", suite, "--quiet", "--tuned")
+    assert code == 0, err
+    from bench.store import load_records
+
+    records = {r["method"]: r for r in load_records(Path("results"))}
+    assert records["finetune"]["config_source"] == "tuned (5 trials)"
+    assert records["finetune"]["method_config"]["lr"] == pytest.approx(
+        yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())["finetune"]["values"]["lr"])
+    assert "(tuned (5 trials))" in Path("leaderboard.md").read_text()
+
+
+def test_the_objective_is_the_mean_gap_on_validation_metrics():
+    from bench.tune import objective_value
+
+    assert objective_value({"forget": 90, "retain": 99, "val": 80, "mia": 55, "test": 0},
+                           {"forget": 80, "retain": 98, "val": 82, "mia": 50, "test": 100}) == pytest.approx(4.5)
+
+
+def test_a_tuning_seed_that_is_a_reporting_seed_is_refused(cli, tiny_suite):
+    code, _, err = cli("tune", tiny_suite(TUNE_SUITE.replace("seed: 7", "seed: 1")))
+    assert code == 2 and "tuning.seed: 1 is a reporting seed" in err
+
+
+def test_a_killed_tune_resumes_and_ends_with_the_full_budget(tiny_suite, tmp_path):
+    suite = tiny_suite(TUNE_SUITE.replace("trials: 3", "trials: 12"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = [sys.executable, "-m", "bench", "tune", str(suite), "--quiet"]
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    journal = tmp_path / "results" / "tiny" / "tuning" / "journal.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:
+        if journal.exists() and len(re.findall(r'"state":\s*1', journal.read_text())) >= 4:  # a few finished
+            break
+        time.sleep(0.05)
+    assert first.poll() is None, "the tune finished before it could be killed"
+    first.send_signal(signal.SIGKILL)  # mid-study; its lock file stays behind, its pid is gone
+    first.wait()
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    tuned = yaml.safe_load((tmp_path / "results" / "tiny" / "tuned.yaml").read_text())
+    assert tuned["finetune"]["trials"] == 12 and tuned["ssd"]["trials"] == 12
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        finished = [t for t in study.trials if t.state.is_finished() and t.state.name in ("COMPLETE", "PRUNED")]
+        assert len(finished) == 12
