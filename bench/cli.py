@@ -111,11 +111,11 @@ def _prepare(args):
     for plugin in args.plugin:
         load_plugin(plugin)
     suite = load_suite(args.suite, parse_overrides(args.overrides))
-    sources = {}
+    tuned = {}
     if getattr(args, "tuned", False):
-        from bench.tune import TUNED_FILE, apply_tuned
+        from bench.tune import TUNED_FILE, tuned_configs
 
-        suite, sources = apply_tuned(suite, args.results / suite.name / TUNED_FILE)
+        tuned = tuned_configs(suite, args.results / suite.name / TUNED_FILE)
     for name in getattr(args, "methods", None) or []:
         method_registry().get(name)
         if name not in dict(suite.methods) and name not in ("original", "retrain"):
@@ -129,7 +129,7 @@ def _prepare(args):
                       data_root=data_root, download=args.download, device=args.device,
                       methods=tuple(args.methods) if getattr(args, "methods", None) else None,
                       seeds=tuple(args.seeds) if getattr(args, "seeds", None) else None,
-                      progress=Progress(enabled=not args.quiet), config_sources=sources)
+                      progress=Progress(enabled=not args.quiet), tuned=tuned)
     return suite, opts
 
 
@@ -183,9 +183,9 @@ def cmd_tune(args) -> int:
         path = tune_suite(SuiteRun(suite, opts), methods, args.trials)
         tuned = read_tuned(path)
         for m in methods:
-            t = tuned[m]
-            print(f"{m:<18} {t['trials']} trials, best objective {t['best_objective']}, {t['tuning_s']} s"
-                  f"{'  (' + t['note'] + ')' if t.get('note') else ''}")
+            for forget_set, t in tuned[m].items():
+                print(f"{m:<16} {forget_set:<14} {t['trials']} trials, best objective {t['best_objective']}, "
+                      f"{t['tuning_s']} s{'  (' + t['note'] + ')' if t.get('note') else ''}")
         print(f"tuned configs: {path}; run them with `unlearn-bench run {suite.name} --tuned`")
     return 0
 

@@ -66,7 +66,7 @@ def rescore_suite(run: SuiteRun, force: bool = False) -> int:
         fs = run.forget_set(spec)
         for seed in run.suite.seeds:
             for method in run.planned_methods():
-                config = None if method == "original" else run._config(method)
+                config = None if method == "original" else run._config(method, fs.name)
                 current.add(run.record_base(fs, method, config, seed)[0].resolve())
     todo = []
     for record in load_records(run.opts.results_dir):

@@ -54,7 +54,7 @@ class RunOptions:
     methods: tuple[str, ...] | None = None  # None: all of the suite's methods
     seeds: tuple[int, ...] | None = None
     progress: Progress = field(default_factory=Progress)
-    config_sources: dict = field(default_factory=dict)  # method -> "tuned (N trials)"; else suite/default
+    tuned: dict = field(default_factory=dict)  # (method, forget set) -> (config, "tuned (N trials)")
 
 
 class SuiteRun:
@@ -184,8 +184,8 @@ class SuiteRun:
             "method": method, "method_config": config_json, "config_hash": config_hash, "seed": seed,
             "forget_set": fs.summary(), "method_protocols": list(method_protocols(method)), "code": code,
             "attack_settings": to_jsonable(self.suite.attack_settings),
-            "config_source": self.opts.config_sources.get(method) or (
-                "suite" if method in dict(self.suite.methods) else "default"),
+            "config_source": self.opts.tuned[(method, fs.name)][1] if (method, fs.name) in self.opts.tuned
+            else "suite" if method in dict(self.suite.methods) else "default",
         }
 
     def run_all(self) -> dict[str, int]:
@@ -196,7 +196,7 @@ class SuiteRun:
             fs = self.forget_set(spec)
             for seed in seeds:
                 for method in self.planned_methods():
-                    config = None if method == "original" else self._config(method)
+                    config = None if method == "original" else self._config(method, fs.name)
                     path, base = self.record_base(fs, method, config, seed)
                     if recorded(path):
                         counts["skipped"] += 1
@@ -272,7 +272,10 @@ class SuiteRun:
                                     self.suite.attack_settings.ulira_references, self.context,
                                     self.opts.progress.run_started, self.num_classes)
 
-    def _config(self, method: str):
+    def _config(self, method: str, forget_set: str | None = None):
+        """The config a method runs with: tuned for this forget set (`run --tuned`), else the suite's."""
+        if (method, forget_set) in self.opts.tuned:
+            return self.opts.tuned[(method, forget_set)][0]
         configs = dict(self.suite.methods)
         if method in configs:
             return configs[method]

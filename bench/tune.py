@@ -68,8 +68,9 @@ def tuning_forget_spec(spec: ForgetSpec, num_classes: int) -> ForgetSpec:
 
 @dataclasses.dataclass
 class Problem:
-    """One tuning forget set: its data, and the retrain it is measured against."""
+    """One tuning forget set: the suite's forget set it stands for, its data, and its retrain."""
 
+    name: str  # the suite's forget set this one stands in for (tuned.yaml's key)
     fs: object
     data: object
     retrain: dict  # the retrain's validation metrics
@@ -105,18 +106,19 @@ def problems(run: SuiteRun, original) -> list[Problem]:
         model, cost, status, error = call_method(method_registry().get("retrain").fn, original, data, None, ctx)
         if status != "ok":
             raise UserError(f"tuning: retrain {status} on {fs.name}: {error}")
-        out.append(Problem(fs, data, measure(run, model, data, fs.label, seed), cost["wall_s"]))
+        out.append(Problem(spec.display_name, fs, data, measure(run, model, data, fs.label, seed), cost["wall_s"]))
     return out
 
 
-def study_name(run: SuiteRun, method: str) -> str:
-    return f"{method}-" + stable_hash([run.suite.suite_hash, [s.display_name for s in run.suite.forget_sets],
-                                       run.suite.tuning.seed, run_code(method), to_jsonable(run._config(method)),
-                                       {k: to_jsonable(v) for k, v in search_space(type(run._config(method))).items()}])[:8]
+def study_name(run: SuiteRun, method: str, forget_set: str) -> str:
+    base = run._config(method)
+    return f"{method}-{forget_set}-" + stable_hash([
+        run.suite.suite_hash, forget_set, run.suite.tuning.seed, run_code(method), to_jsonable(base),
+        {k: to_jsonable(v) for k, v in search_space(type(base)).items()}])[:8]
 
 
-def tune_method(run: SuiteRun, method: str, original, probs: list[Problem], trials: int, storage) -> dict:
-    """Run the missing trials of one method's study; its tuned.yaml entry."""
+def tune_method(run: SuiteRun, method: str, original, p: Problem, trials: int, storage) -> dict:
+    """Run the missing trials of one method's study on one forget set; its tuned.yaml entry."""
     import optuna
 
     entry = method_registry().get(method)
@@ -125,8 +127,9 @@ def tune_method(run: SuiteRun, method: str, original, probs: list[Problem], tria
     if not space:
         return {"values": {}, "trials": 0, "best_objective": None, "tuning_s": 0.0, "note": "nothing to tune"}
     seed = run.suite.tuning.seed
-    sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method) % 2**32)
-    study = optuna.create_study(study_name=study_name(run, method), storage=storage, sampler=sampler,
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, p.name) % 2**32)
+    study = optuna.create_study(study_name=study_name(run, method, p.name), storage=storage, sampler=sampler,
                                 direction="minimize", load_if_exists=True)
     for t in study.trials:  # a trial left running by a killed tune: failed, and not counted
         if t.state == optuna.trial.TrialState.RUNNING:
@@ -139,29 +142,25 @@ def tune_method(run: SuiteRun, method: str, original, probs: list[Problem], tria
 
     def objective(trial) -> float:
         config = dataclasses.replace(base, **{k: s.suggest(trial, k) for k, s in space.items()})
-        gaps = []
-        for p in probs:
-            ctx = run.context(derive_seed(seed, p.fs.name, method, trial.number), f"tuning {method} #{trial.number}")
-            model, cost, status, error = call_method(entry.fn, original, p.data.private_copy(), config, ctx)
-            reason = error if status != "ok" else None
-            if status == "ok" and cost["wall_s"] > p.retrain_s:
-                reason = f"slower than retraining ({cost['wall_s']:.2f} s > {p.retrain_s:.2f} s)"
-            if reason is None:
-                values = measure(run, model, p.data, p.fs.label, seed)
-                reason = values.pop("collapse")
-            if reason:
-                trial.set_user_attr("infeasible", f"{p.fs.name}: {reason}")
-                raise optuna.TrialPruned(reason)
-            gaps.append(objective_value(values, p.retrain))
-        return float(np.mean(gaps))
+        ctx = run.context(derive_seed(seed, p.fs.name, method, trial.number), f"tuning {method} #{trial.number}")
+        model, cost, status, error = call_method(entry.fn, original, p.data.private_copy(), config, ctx)
+        reason = error if status != "ok" else None
+        if status == "ok" and cost["wall_s"] > p.retrain_s:
+            reason = f"slower than retraining ({cost['wall_s']:.2f} s > {p.retrain_s:.2f} s)"
+        if reason is None:
+            values = measure(run, model, p.data, p.fs.label, seed)
+            reason = values.pop("collapse")
+        if reason:
+            trial.set_user_attr("infeasible", reason)
+            raise optuna.TrialPruned(reason)
+        return objective_value(values, p.retrain)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     for _ in range(max(0, trials - done)):
-        run.opts.progress.run_started(f"tuning {method}: trial {done + 1}/{trials}")
+        label = f"tuning {method} on {p.name}: trial {done + 1}/{trials}"
+        run.opts.progress.run_started(label)
         study.optimize(objective, n_trials=1, catch=())
         done += 1
-        run.opts.progress.run_finished(f"tuning {method}: trial {done}/{trials}", study.trials[-1].state.name.lower(),
-                                       None, None)
+        run.opts.progress.run_finished(label, study.trials[-1].state.name.lower(), None, None)
     spent = sum((t.duration.total_seconds() if t.duration else 0.0) for t in study.trials if t.state in finished)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value) if complete else None
@@ -171,7 +170,7 @@ def tune_method(run: SuiteRun, method: str, original, probs: list[Problem], tria
 
 
 def tune_suite(run: SuiteRun, methods: list[str], trials: int | None) -> Path:
-    """Tune `methods` (equal budget) and write `<results>/<suite>/tuned.yaml`; its path."""
+    """Tune `methods` on every forget set (equal budget); write `<results>/<suite>/tuned.yaml`."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -184,12 +183,13 @@ def tune_suite(run: SuiteRun, methods: list[str], trials: int | None) -> Path:
     probs = problems(run, original)
     path = run.opts.results_dir / run.suite.name / TUNED_FILE
     tuned = read_tuned(path)
-    run.opts.progress.start(len(methods) * budget, 0, "tuning trials at most (finished ones are kept)")
+    run.opts.progress.start(len(methods) * len(probs) * budget, 0, "tuning trials at most (finished ones are kept)")
     for method in methods:
-        tuned[method] = tune_method(run, method, original, probs, budget, storage)
-        write_text(path, "# Generated by `unlearn-bench tune`: chosen values per method (equal budget, validation\n"
-                         "# data, tuning seed and forget sets). `unlearn-bench run --tuned` runs with them.\n"
-                   + yaml.safe_dump(tuned, sort_keys=True))
+        for p in probs:
+            tuned.setdefault(method, {})[p.name] = tune_method(run, method, original, p, budget, storage)
+            write_text(path, "# Generated by `unlearn-bench tune`: chosen values per method and forget set (equal\n"
+                             "# budget, validation data, tuning seed and forget sets). `run --tuned` uses them.\n"
+                       + yaml.safe_dump(tuned, sort_keys=True))
     return path
 
 
@@ -205,17 +205,16 @@ def read_tuned(path: Path) -> dict:
     return data
 
 
-def apply_tuned(suite, path: Path):
-    """The suite with each tuned method's chosen values; {method: where its config came from}."""
+def tuned_configs(suite, path: Path) -> dict:
+    """{(method, forget set): (config, "tuned (N trials)")} from tuned.yaml, checked like a suite."""
     tuned = read_tuned(path)
     if not tuned:
         raise UserError(f"--tuned: '{path}' does not exist or is empty; run `unlearn-bench tune {suite.name}` first.")
-    methods, sources = [], {}
+    out = {}
     for name, config in suite.methods:
-        t = tuned.get(name)
-        if t and t.get("values") and config is not None:
-            values = {**to_jsonable(config), **t["values"]}
-            config = build_dataclass(type(config), values, f"{path}: {name}")
-            sources[name] = f"tuned ({t['trials']} trials)"
-        methods.append((name, config))
-    return dataclasses.replace(suite, methods=tuple(methods)), sources
+        for forget_set, t in (tuned.get(name) or {}).items():
+            if config is not None and isinstance(t, dict) and t.get("values"):
+                values = {**to_jsonable(config), **t["values"]}
+                out[(name, forget_set)] = (build_dataclass(type(config), values, f"{path}: {name}.{forget_set}"),
+                                           f"tuned ({t['trials']} trials)")
+    return out

@@ -65,11 +65,12 @@ def test_tune_writes_equal_budgets_reads_no_test_data_and_run_tuned_uses_them(cl
     code, out, err = cli("tune", suite, "--quiet")
     assert code == 0, err
     tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
-    assert {m: t["trials"] for m, t in tuned.items()} == {"finetune": 3, "ssd": 3}
+    assert {m: t["random-10pct"]["trials"] for m, t in tuned.items()} == {"finetune": 3, "ssd": 3}
     assert seen and all(s == {"forget", "retain", "val"} for s in seen)
     assert (Path("results") / "tiny" / "forget_sets" / "tuning-random-10pct.npy").is_file()
     code, out, err = cli("tune", suite, "--quiet", "--trials", "5")  # resumes: 2 more each
-    assert code == 0 and yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())["ssd"]["trials"] == 5
+    tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
+    assert code == 0 and tuned["ssd"]["random-10pct"]["trials"] == 5
     code, out, err = cli("run", suite, "--quiet", "--tuned")
     assert code == 0, err
     from bench.store import load_records
@@ -77,7 +78,7 @@ def test_tune_writes_equal_budgets_reads_no_test_data_and_run_tuned_uses_them(cl
     records = {r["method"]: r for r in load_records(Path("results"))}
     assert records["finetune"]["config_source"] == "tuned (5 trials)"
     assert records["finetune"]["method_config"]["lr"] == pytest.approx(
-        yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())["finetune"]["values"]["lr"])
+        tuned["finetune"]["random-10pct"]["values"]["lr"])
     assert "(tuned (5 trials))" in Path("leaderboard.md").read_text()
 
 
@@ -110,7 +111,7 @@ def test_a_killed_tune_resumes_and_ends_with_the_full_budget(tiny_suite, tmp_pat
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
     tuned = yaml.safe_load((tmp_path / "results" / "tiny" / "tuned.yaml").read_text())
-    assert tuned["finetune"]["trials"] == 12 and tuned["ssd"]["trials"] == 12
+    assert tuned["finetune"]["random-10pct"]["trials"] == 12 and tuned["ssd"]["random-10pct"]["trials"] == 12
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
