@@ -276,11 +276,8 @@ class SuiteRun:
         """The config a method runs with: tuned for this forget set (`run --tuned`), else the suite's."""
         if (method, forget_set) in self.opts.tuned:
             return self.opts.tuned[(method, forget_set)][0]
-        configs = dict(self.suite.methods)
-        if method in configs:
-            return configs[method]
-        entry = method_registry().get(method)  # retrain added as a reference, with its defaults
-        return entry.config() if entry.config else None
+        entry = method_registry().get(method)  # retrain may be absent from the suite: its defaults then
+        return dict(self.suite.methods).get(method, entry.config() if entry.config else None)
 
     def run_method(self, method: str, original, data: UnlearnData, config, seed, fs, label):
         """Run one method on private copies of the original and the data; time the call alone.
