@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.errors import UserError
@@ -133,52 +134,57 @@ def _prepare(args):
     return suite, opts
 
 
-def cmd_run(args) -> int:
+@contextmanager
+def _locked_suite(args):
+    """Paths checked, the results folder locked (before torch is imported, so a second driver is
+    refused at once), then the suite and options, all checked before anything is written."""
     _check_paths(args)
-    with ResultsLock(args.results):  # first (before torch is imported), so a second driver is refused at once
+    with ResultsLock(args.results):
+        yield _prepare(args)
+
+
+def _write_board(args) -> None:
+    if not args.no_leaderboard:
         from bench.leaderboard import write_leaderboard
+
+        print(f"leaderboard: {write_leaderboard(args.results, _leaderboard_path(args))}")
+
+
+def cmd_run(args) -> int:
+    with _locked_suite(args) as (suite, opts):
         from bench.rescore import rescore_suite
         from bench.runner import SuiteRun
 
-        suite, opts = _prepare(args)
         run = SuiteRun(suite, opts)
         counts = run.run_all()
         rescored = rescore_suite(run)
         print(f"{suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
-              f"{counts['collapsed']} collapsed, "
-              f"{counts['skipped']} skipped (already recorded), {rescored} rescored; "
-              f"records in {args.results / suite.name}")
-        if not args.no_leaderboard:
-            print(f"leaderboard: {write_leaderboard(args.results, _leaderboard_path(args))}")
+              f"{counts['collapsed']} collapsed, {counts['skipped']} skipped (already recorded), "
+              f"{rescored} rescored; records in {args.results / suite.name}")
+        _write_board(args)
     return 0
 
 
 def cmd_rescore(args) -> int:
-    _check_paths(args)
-    with ResultsLock(args.results):
-        from bench.leaderboard import write_leaderboard
+    with _locked_suite(args) as (suite, opts):
         from bench.rescore import rescore_suite
         from bench.runner import SuiteRun
 
-        suite, opts = _prepare(args)
         if not (args.results / suite.name).is_dir():
             raise UserError(f"no records of suite '{suite.name}' under '{args.results}'; run it first.")
         rescored = rescore_suite(SuiteRun(suite, opts), force=args.all)
         print(f"{suite.name}: {rescored} records rescored from their saved outputs")
-        if not args.no_leaderboard:
-            print(f"leaderboard: {write_leaderboard(args.results, _leaderboard_path(args))}")
+        _write_board(args)
     return 0
 
 
 def cmd_tune(args) -> int:
-    _check_paths(args)
-    with ResultsLock(args.results):
+    if args.trials is not None and args.trials < 1:
+        raise UserError(f"--trials {args.trials}: give at least 1 trial per method.")
+    with _locked_suite(args) as (suite, opts):
         from bench.runner import SuiteRun
         from bench.tune import read_tuned, tune_suite
 
-        suite, opts = _prepare(args)
-        if args.trials is not None and args.trials < 1:
-            raise UserError(f"--trials {args.trials}: give at least 1 trial per method.")
         methods = [m for m, _ in suite.methods if m != "retrain" and (not args.methods or m in args.methods)]
         path = tune_suite(SuiteRun(suite, opts), methods, args.trials)
         tuned = read_tuned(path)
