@@ -83,6 +83,8 @@ def measure(run: SuiteRun, model, data, label: int | None, seed: int) -> dict[st
 
     out = {name: per_example_outputs(model, split, run.batcher, run.suite.eval.batch_size)
            for name, split in run.eval_splits(data).items() if name != "test"}
+    if not all(np.isfinite(o["loss"]).all() for o in out.values()):
+        return {"collapse": "its outputs are not finite"}  # infeasible, like a diverged run
     val = out["val"] if label is None else {k: v[out["val"]["label"] == label] for k, v in out["val"].items()}
     mia = simple_mia_scores(out["forget"]["loss"], val["loss"], seed=derive_seed(seed, "tuning-simple"))
     values = {"forget": accuracy(out["forget"]), "retain": accuracy(out["retain"]), "val": accuracy(out["val"]),

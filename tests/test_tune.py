@@ -110,3 +110,31 @@ def test_a_killed_tune_resumes_and_ends_with_the_full_budget(tiny_suite, tmp_pat
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         finished = [t for t in study.trials if t.state.is_finished() and t.state.name in ("COMPLETE", "PRUNED")]
         assert len(finished) == 12
+
+
+NAN_OUTPUTS = '''
+import torch
+from dataclasses import dataclass
+from bench.api import register_method, param, log_range
+
+@dataclass(frozen=True)
+class Cfg:
+    scale: float = param(3e38, gt=0, search=log_range(1e37, 3e38))
+
+@register_method("overflows", config=Cfg)
+def overflows(model, data, cfg, ctx):
+    """Finite weights, outputs that overflow (a trial that must be infeasible, not a crash)."""
+    with torch.no_grad():
+        model[-1].weight.fill_(cfg.scale * (1 + torch.rand(1, generator=ctx.generator).item()) / 2)
+    return model
+'''
+
+
+def test_a_trial_with_non_finite_outputs_is_infeasible_not_a_crash(cli, tiny_suite, tmp_path, forget_plugins):
+    (tmp_path / "overflows.py").write_text(NAN_OUTPUTS)
+    suite = tiny_suite(TUNE_SUITE.replace("  ssd: {alpha: 5.0}\n", "  overflows: {}\n"))
+    code, out, err = cli("tune", suite, "--quiet", "--methods", "overflows", "--plugin", tmp_path / "overflows.py")
+    assert code == 0, err
+    tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
+    assert tuned["overflows"]["random-10pct"]["trials"] == 3
+    assert tuned["overflows"]["random-10pct"]["note"].startswith("no feasible trial")
