@@ -112,11 +112,12 @@ def _prepare(args):
     for plugin in args.plugin:
         load_plugin(plugin)
     suite = load_suite(args.suite, parse_overrides(args.overrides))
-    tuned = {}
-    if getattr(args, "tuned", False):
-        from bench.tune import TUNED_FILE, tuned_configs
+    from bench.tune import TUNED_FILE, tuned_configs
 
-        tuned = tuned_configs(suite, args.results / suite.name / TUNED_FILE)
+    tuned, tuned_file = {}, args.results / suite.name / TUNED_FILE
+    # `run` uses the folder's tuned configs whenever it has them; `--tuned` insists on them
+    if getattr(args, "tuned", False) or (args.command == "run" and tuned_file.is_file()):
+        tuned = tuned_configs(suite, tuned_file)
     for name in getattr(args, "methods", None) or []:
         method_registry().get(name)
         if name not in dict(suite.methods) and name not in ("original", "retrain"):
