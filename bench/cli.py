@@ -1,4 +1,4 @@
-"""`unlearn-bench run | rescore | leaderboard | list`: the command line. User errors end in one line, exit 2."""
+"""`unlearn-bench run | rescore | tune | leaderboard | list | speed | gpu-check`: the command line. User errors end in one line, exit 2."""
 
 from __future__ import annotations
 
@@ -62,6 +62,28 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="regenerate the leaderboard from the results folder")
     _paths(board)
 
+    spd = sub.add_parser("speed", help="images/s of the harness training loop against a kit-style "
+                                       "ImageFolder + DataLoader loop, same net and images")
+    spd.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    spd.add_argument("--model", default=None, help="net to train (default: cnn-small on CPU, resnet18-tv on CUDA)")
+    spd.add_argument("--images", type=int, default=5000, help="training images per epoch (default: 5000)")
+    spd.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up epoch (default: 2)")
+    spd.add_argument("--batch-size", type=int, default=128)
+    spd.add_argument("--workers", type=int, default=None, help="kit-style DataLoader workers (default: min(2, CPUs))")
+    spd.add_argument("--no-compile", action="store_true", help="on CUDA, skip the torch.compile variant")
+    spd.add_argument("--output", type=Path, default=None, help="also write the numbers to this JSON file")
+    spd.add_argument("--data-root", type=Path, default=None,
+                     help="where the CIFAR-10 ImageFolder .tar.gz lives (default: $UNLEARN_BENCH_DATA; "
+                          "random JPEGs without one)")
+
+    gpu = sub.add_parser("gpu-check", help="on one GPU (≤ 10 min): the speed benchmark and a shortened "
+                                           "cifar10-kit run, numbers written to a JSON file")
+    gpu.add_argument("--output", type=Path, default=Path("gpu-check.json"), help="default: gpu-check.json")
+    gpu.add_argument("--kit-epochs", type=int, default=4, help="training epochs of the shortened cifar10-kit")
+    gpu.add_argument("--speed-images", type=int, default=10000, help="images per epoch in the speed benchmark")
+    gpu.add_argument("--data-root", type=Path, default=None, help="where CIFAR-10 lives (default: $UNLEARN_BENCH_DATA)")
+    gpu.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10")
+
     lst = sub.add_parser("list", help="list methods, models, datasets, attacks or suites")
     lst.add_argument("what", choices=["methods", "models", "datasets", "attacks", "suites"])
     lst.add_argument("--plugin", action="append", default=[], help="also load this method file (repeatable)")
@@ -94,14 +116,17 @@ def _check_paths(args) -> None:
     board = _leaderboard_path(args)
     if board.is_dir():
         raise UserError(f"--leaderboard '{board}' is a folder; pass a file name such as {board / 'leaderboard.md'}.")
-    device = getattr(args, "device", "auto")
+    _check_device(getattr(args, "device", "auto"))
+
+
+def _check_device(device: str) -> None:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise UserError(f"--device '{device}': use auto, cpu, cuda or cuda:N.")
 
 
 def _prepare(args):
     """Plugins, suite, --methods/--seeds and options: everything checked before anything is written."""
-    from bench.data import DATA_ROOT_ENV, default_cache_dir
+    from bench.data import default_cache_dir
     from bench.methods_loader import load_plugin, method_registry
     from bench.progress import Progress
     from bench.runner import RunOptions
@@ -126,9 +151,8 @@ def _prepare(args):
     for seed in getattr(args, "seeds", None) or []:
         if seed not in suite.seeds:
             raise UserError(f"--seeds {seed}: not a seed of suite '{suite.name}' ({list(suite.seeds)}).")
-    data_root = args.data_root or (Path(os.environ[DATA_ROOT_ENV]) if os.environ.get(DATA_ROOT_ENV) else None)
     opts = RunOptions(results_dir=args.results, cache_dir=args.cache_dir or default_cache_dir(),
-                      data_root=data_root, download=args.download, device=args.device,
+                      data_root=_data_root(args), download=args.download, device=args.device,
                       methods=tuple(args.methods) if getattr(args, "methods", None) else None,
                       seeds=tuple(args.seeds) if getattr(args, "seeds", None) else None,
                       progress=Progress(enabled=not args.quiet), tuned=tuned)
@@ -209,6 +233,59 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def _data_root(args) -> Path | None:
+    from bench.data import DATA_ROOT_ENV
+
+    return args.data_root or (Path(os.environ[DATA_ROOT_ENV]) if os.environ.get(DATA_ROOT_ENV) else None)
+
+
+def _positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} {value}: give a positive number.")
+
+
+def _output_file(path: Path) -> None:
+    if path.is_dir():
+        raise UserError(f"--output '{path}' is a folder; pass a file name such as {path / 'speed.json'}.")
+
+
+def cmd_speed(args) -> int:
+    _positive(images=args.images, epochs=args.epochs, batch_size=args.batch_size)
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers {args.workers}: give 0 or more.")
+    if args.output is not None:
+        _output_file(args.output)
+    _check_device(args.device)
+    import json
+
+    from bench.environment import pick_device
+    from bench.files import write_text
+    from bench.models import model_registry
+    from bench.speed import default_workers, speed
+
+    device = pick_device(args.device)
+    model = args.model or ("resnet18-tv" if device.type == "cuda" else "cnn-small")
+    model_registry.get(model)
+    report = speed(device, model, args.images, args.epochs, args.batch_size,
+                   default_workers() if args.workers is None else args.workers, _data_root(args),
+                   compile=not args.no_compile)
+    print(report.table())
+    if args.output is not None:
+        print(f"written: {write_text(args.output, json.dumps(report.to_dict(), indent=2) + chr(10))}")
+    return 0
+
+
+def cmd_gpu_check(args) -> int:
+    _positive(kit_epochs=args.kit_epochs, speed_images=args.speed_images)
+    _output_file(args.output)
+    from bench.gpu_check import gpu_check
+
+    gpu_check(_data_root(args), args.download, args.output, args.kit_epochs, args.speed_images)
+    print(f"written: {args.output}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from bench.suites import SUITES_DIR, load_suite, suite_names
     from bench.data import dataset_registry
@@ -233,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "rescore": cmd_rescore, "tune": cmd_tune, "leaderboard": cmd_leaderboard,
-                    "list": cmd_list}
+                    "list": cmd_list, "speed": cmd_speed, "gpu-check": cmd_gpu_check}
         return commands[args.command](args)
     except UserError as e:
         print(f"unlearn-bench: error: {e}", file=sys.stderr)

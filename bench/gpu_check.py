@@ -1,0 +1,70 @@
+"""`unlearn-bench gpu-check`: what one GPU does with the harness, measured in a few minutes.
+
+Two parts, both written to one JSON file: the speed benchmark (`bench.speed`) with the kit's
+net (torchvision ResNet-18), and a shortened `cifar10-kit` run from an empty cache (ResNet-18 on
+all 50,000 training images, a few epochs; original, retrain and finetune on seed 0; simple MIA)
+into a scratch folder, so nothing published is touched. The GPU path it exercises: data and
+augmentation on the device, channels_last inputs, bf16 autocast, CUDA-event timing.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from bench.errors import UserError
+
+KIT_METHODS = ("original", "retrain", "finetune")
+
+
+def shortened_kit(data_root: Path | None, download: bool, epochs: int, scratch: Path) -> list[dict]:
+    """Run cifar10-kit with `epochs` training epochs on seed 0 into `scratch`; one summary per run."""
+    from bench.progress import Progress
+    from bench.runner import RunOptions, SuiteRun
+    from bench.store import load_records
+    from bench.suites import load_suite
+
+    suite = load_suite("cifar10-kit", {"recipe": {"epochs": epochs}})
+    opts = RunOptions(results_dir=scratch / "results", cache_dir=scratch / "cache", data_root=data_root,
+                      download=download, device="cuda", methods=("finetune",), seeds=(0,),
+                      progress=Progress(enabled=True))
+    SuiteRun(suite, opts).run_all()
+    out = []
+    for r in sorted(load_records(opts.results_dir), key=lambda r: KIT_METHODS.index(r["method"])):
+        m, c = r["metrics"], r["cost"]
+        out.append({"method": r["method"], "status": r["status"], "forget_acc": m.get("forget_acc"),
+                    "retain_acc": m.get("retain_acc"), "test_acc": m.get("test_acc"),
+                    "simple_mia_accuracy": m.get("mia", {}).get("simple", {}).get("accuracy"),
+                    "wall_s": c.get("wall_s"), "gpu_s": c.get("gpu_s"), "peak_mem_bytes": c.get("peak_mem_bytes")})
+    return out
+
+
+def gpu_check(data_root: Path | None, download: bool, output: Path, kit_epochs: int, speed_images: int) -> dict:
+    import torch
+
+    from bench.files import write_text
+    from bench.speed import default_workers, speed
+
+    if not torch.cuda.is_available():
+        raise UserError("gpu-check needs a CUDA GPU and this machine has none; run `unlearn-bench speed` "
+                        "for the CPU numbers.")
+    device = torch.device("cuda")
+    started = time.perf_counter()
+    report = speed(device, "resnet18-tv", speed_images, 2, 128, default_workers(), data_root)
+    print(report.table(), flush=True)
+    with tempfile.TemporaryDirectory(prefix="unlearn-bench-gpu-check-") as tmp:
+        kit_start = time.perf_counter()
+        runs = shortened_kit(data_root, download, kit_epochs, Path(tmp))
+        kit_s = time.perf_counter() - kit_start
+    result = {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__,
+              "cuda": torch.version.cuda, "speed": report.to_dict(),
+              "cifar10_kit": {"epochs": kit_epochs, "seed": 0, "wall_s_total": round(kit_s, 1), "runs": runs},
+              "total_s": round(time.perf_counter() - started, 1)}
+    write_text(output, json.dumps(result, indent=2) + "\n")
+    for r in runs:
+        print(f"cifar10-kit ({kit_epochs} epochs) {r['method']:<9} {r['status']:<9} forget {r['forget_acc']:.3f} "
+              f"retain {r['retain_acc']:.3f} test {r['test_acc']:.3f} simple MIA {r['simple_mia_accuracy']:.3f} "
+              f"wall {r['wall_s']:.1f} s")
+    return result
