@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true", help="let torchvision download missing data")
     run.add_argument("--tuned", action="store_true",
                      help="run with the configs `unlearn-bench tune` chose (<results>/<suite>/tuned.yaml)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local: every job in this process (default); ray: jobs as Ray tasks")
+    run.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                     help="the Ray cluster to use (default: start a local Ray instance)")
+    run.add_argument("--job-cpus", type=float, default=1.0, help="CPUs per job on Ray (default: 1)")
+    run.add_argument("--job-gpus", type=float, default=0.0,
+                     help="GPUs per job on Ray; a fraction shares one GPU between small jobs (default: 0)")
     run.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     _common(run)
@@ -125,24 +132,23 @@ def _check_device(device: str) -> None:
 
 
 def _prepare(args):
-    """Plugins, suite, --methods/--seeds and options: everything checked before anything is written."""
-    from bench.data import default_cache_dir
+    """Plugins, suite, --methods/--seeds and options: everything checked before anything is written.
+    Returns the suite, its run options and the plain-data request that rebuilds them in a worker."""
+    from bench.executors import RunRequest
     from bench.methods_loader import load_plugin, method_registry
     from bench.progress import Progress
-    from bench.runner import RunOptions
     from bench.settings import parse_overrides
-    from bench.suites import load_suite
+    from bench.suites import load_suite, resolve_suite_path
+    from bench.tune import TUNED_FILE
 
     _check_paths(args)
     for plugin in args.plugin:
         load_plugin(plugin)
-    suite = load_suite(args.suite, parse_overrides(args.overrides))
-    from bench.tune import TUNED_FILE, tuned_configs
-
-    tuned, tuned_file = {}, args.results / suite.name / TUNED_FILE
+    overrides = parse_overrides(args.overrides)
+    suite = load_suite(args.suite, overrides)
+    tuned_file = args.results / suite.name / TUNED_FILE
     # `run` uses the folder's tuned configs whenever it has them; `--tuned` insists on them
-    if getattr(args, "tuned", False) or (args.command == "run" and tuned_file.is_file()):
-        tuned = tuned_configs(suite, tuned_file)
+    use_tuned = getattr(args, "tuned", False) or (args.command == "run" and tuned_file.is_file())
     for name in getattr(args, "methods", None) or []:
         method_registry().get(name)
         if name not in dict(suite.methods) and name not in ("original", "retrain"):
@@ -151,12 +157,16 @@ def _prepare(args):
     for seed in getattr(args, "seeds", None) or []:
         if seed not in suite.seeds:
             raise UserError(f"--seeds {seed}: not a seed of suite '{suite.name}' ({list(suite.seeds)}).")
-    opts = RunOptions(results_dir=args.results, cache_dir=args.cache_dir or default_cache_dir(),
-                      data_root=_data_root(args), download=args.download, device=args.device,
-                      methods=tuple(args.methods) if getattr(args, "methods", None) else None,
-                      seeds=tuple(args.seeds) if getattr(args, "seeds", None) else None,
-                      progress=Progress(enabled=not args.quiet), tuned=tuned)
-    return suite, opts
+    data_root, path = _data_root(args), lambda p: str(p) if p is not None else None  # noqa: E731
+    request = RunRequest(
+        suite=str(resolve_suite_path(args.suite).resolve()), overrides=overrides,
+        plugins=tuple(str(Path(p).resolve()) for p in args.plugin), tuned_file=path(tuned_file) if use_tuned else None,
+        results_dir=str(args.results), cache_dir=path(args.cache_dir), data_root=path(data_root),
+        download=args.download, device=args.device,
+        methods=tuple(args.methods) if getattr(args, "methods", None) else None,
+        seeds=tuple(args.seeds) if getattr(args, "seeds", None) else None)
+    suite, opts = request.load(Progress(enabled=not args.quiet))
+    return suite, opts, request
 
 
 @contextmanager
@@ -176,12 +186,23 @@ def _write_board(args) -> None:
 
 
 def cmd_run(args) -> int:
-    with _locked_suite(args) as (suite, opts):
+    if args.executor != "ray" and args.ray_address:
+        raise UserError("--ray-address works with --executor ray only; add --executor ray.")
+    if args.job_cpus <= 0 or args.job_gpus < 0:
+        raise UserError(f"--job-cpus {args.job_cpus:g} --job-gpus {args.job_gpus:g}: give more than 0 CPUs "
+                        "and 0 or more GPUs per job.")
+    with _locked_suite(args) as (suite, opts, request):
+        from bench.executors import run_suite
         from bench.rescore import rescore_suite
         from bench.runner import SuiteRun
 
         run = SuiteRun(suite, opts)
-        counts = run.run_all()
+        executor = None
+        if args.executor == "ray":
+            from bench.executors import RayExecutor
+
+            executor = RayExecutor(request.absolute(), args.ray_address, args.job_cpus, args.job_gpus)
+        counts = run_suite(run, executor)
         rescored = rescore_suite(run)
         print(f"{suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
               f"{counts['collapsed']} collapsed, {counts['skipped']} skipped (already recorded), "
@@ -191,7 +212,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_rescore(args) -> int:
-    with _locked_suite(args) as (suite, opts):
+    with _locked_suite(args) as (suite, opts, _):
         from bench.rescore import rescore_suite
         from bench.runner import SuiteRun
 
@@ -206,7 +227,7 @@ def cmd_rescore(args) -> int:
 def cmd_tune(args) -> int:
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials}: give at least 1 trial per method.")
-    with _locked_suite(args) as (suite, opts):
+    with _locked_suite(args) as (suite, opts, _):
         from bench.runner import SuiteRun
         from bench.tune import read_tuned, tune_suite
 

@@ -21,6 +21,7 @@ KIT_METHODS = ("original", "retrain", "finetune")
 
 def shortened_kit(data_root: Path | None, download: bool, epochs: int, scratch: Path) -> list[dict]:
     """Run cifar10-kit with `epochs` training epochs on seed 0 into `scratch`; one summary per run."""
+    from bench.executors import run_suite
     from bench.progress import Progress
     from bench.runner import RunOptions, SuiteRun
     from bench.store import load_records
@@ -30,7 +31,7 @@ def shortened_kit(data_root: Path | None, download: bool, epochs: int, scratch: 
     opts = RunOptions(results_dir=scratch / "results", cache_dir=scratch / "cache", data_root=data_root,
                       download=download, device="cuda", methods=("finetune",), seeds=(0,),
                       progress=Progress(enabled=True))
-    SuiteRun(suite, opts).run_all()
+    run_suite(SuiteRun(suite, opts))
     out = []
     for r in sorted(load_records(opts.results_dir), key=lambda r: KIT_METHODS.index(r["method"])):
         m, c = r["metrics"], r["cost"]
@@ -54,17 +55,19 @@ def gpu_check(data_root: Path | None, download: bool, output: Path, kit_epochs: 
     started = time.perf_counter()
     report = speed(device, "resnet18-tv", speed_images, 2, 128, default_workers(), data_root)
     print(report.table(), flush=True)
+    result = {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
+              "speed": report.to_dict()}
+    write_text(output, json.dumps(result, indent=2) + "\n")  # kept if the kit run below fails
     with tempfile.TemporaryDirectory(prefix="unlearn-bench-gpu-check-") as tmp:
         kit_start = time.perf_counter()
         runs = shortened_kit(data_root, download, kit_epochs, Path(tmp))
         kit_s = time.perf_counter() - kit_start
-    result = {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__,
-              "cuda": torch.version.cuda, "speed": report.to_dict(),
-              "cifar10_kit": {"epochs": kit_epochs, "seed": 0, "wall_s_total": round(kit_s, 1), "runs": runs},
-              "total_s": round(time.perf_counter() - started, 1)}
+    result.update(cifar10_kit={"epochs": kit_epochs, "seed": 0, "wall_s_total": round(kit_s, 1), "runs": runs},
+                  total_s=round(time.perf_counter() - started, 1))
     write_text(output, json.dumps(result, indent=2) + "\n")
+    number = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for r in runs:
-        print(f"cifar10-kit ({kit_epochs} epochs) {r['method']:<9} {r['status']:<9} forget {r['forget_acc']:.3f} "
-              f"retain {r['retain_acc']:.3f} test {r['test_acc']:.3f} simple MIA {r['simple_mia_accuracy']:.3f} "
-              f"wall {r['wall_s']:.1f} s")
+        print(f"cifar10-kit ({kit_epochs} epochs) {r['method']:<9} {r['status']:<9} forget {number(r['forget_acc'])} "
+              f"retain {number(r['retain_acc'])} test {number(r['test_acc'])} "
+              f"simple MIA {number(r['simple_mia_accuracy'])} wall {number(r['wall_s'])} s")
     return result

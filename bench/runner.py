@@ -1,7 +1,8 @@
-"""Expand a suite into runs and run each one: copy, seed, time the method alone, evaluate once.
+"""Everything a suite's runs share, and one run: copy, seed, time the method alone, evaluate once.
 
-Runs are forget set x seed x method, plus the reference row `original` (no unlearning).
-A run whose record exists is skipped (resume). A method that raises is recorded as `failed`
+Runs are forget set x seed x method, plus the reference row `original` (no unlearning); which
+are pending and where they run is bench/jobs.py and bench/executors.py (a recorded run is
+skipped: resume). A method that raises is recorded as `failed`
 and the sweep goes on; one whose loss or weights become NaN/inf is recorded as `diverged`.
 Every method gets its own copy of the data and of the original model; a method that changes
 the original or its input data anyway is recorded as `failed` and the original is restored.
@@ -37,7 +38,7 @@ from bench.progress import Progress
 from bench.provenance import EVALUATION, TRAINING, code_hash, entry_code_hash, run_code
 from bench.references import ReferencePlan, References, build_references, plan_folder, reference_count
 from bench.spec import Suite, derive_seed, stable_hash, to_jsonable
-from bench.store import SCHEMA_VERSION, record_path, recorded, write_record
+from bench.store import SCHEMA_VERSION, record_path
 from bench.train import train_from_scratch
 from bench.unlearned_references import attacked_keys, unlearned_references
 
@@ -87,6 +88,8 @@ class SuiteRun:
         self.env = environment(self.device, self.raw.source)
         self._references: References | None = None
         self._plan: ReferencePlan | None = None
+        self._originals: dict[int, tuple] = {}
+        self._data: dict[str, UnlearnData] = {}
 
     def example_keys(self, part: str, index: np.ndarray) -> np.ndarray:
         """One key per example across the dataset's parts: training images keep their index,
@@ -146,12 +149,18 @@ class SuiteRun:
         return RunContext(self.device, seed, generator, self.suite.recipe, self.batcher, self.new_model,
                           self.opts.progress.epoch_callback(label))
 
-    def original(self, seed: int) -> tuple[torch.nn.Module, dict]:
-        """The original model of `seed`, trained on the whole pool once and cached by content hash."""
+    def original_key(self, seed: int) -> str:
         s = self.suite
         pool_sha = hashlib.sha256(self.splits.train.tobytes()).hexdigest()
-        key = stable_hash([s.dataset, self.raw.source, s.model, s.recipe, seed, pool_sha, code_hash(*TRAINING)])
-        path = self.opts.cache_dir / "models" / f"original-{key}.pt"
+        return stable_hash([s.dataset, self.raw.source, s.model, s.recipe, seed, pool_sha, code_hash(*TRAINING)])
+
+    def original_path(self, seed: int) -> Path:
+        return self.opts.cache_dir / "models" / f"original-{self.original_key(seed)}.pt"
+
+    def original(self, seed: int) -> tuple[torch.nn.Module, dict]:
+        """The original model of `seed`, trained on the whole pool once and cached by content hash."""
+        s, key = self.suite, self.original_key(seed)
+        path = self.original_path(seed)
         model = self.new_model()
         state = read_checked(path, lambda p: torch.load(p, map_location=self.device, weights_only=True), key)
         if state is not None:
@@ -188,53 +197,43 @@ class SuiteRun:
             else "suite" if method in dict(self.suite.methods) else "default",
         }
 
-    def run_all(self) -> dict[str, int]:
-        counts = {"ok": 0, "failed": 0, "diverged": 0, "collapsed": 0, "skipped": 0}
-        seeds = [s for s in self.suite.seeds if self.opts.seeds is None or s in self.opts.seeds]
-        jobs = []
-        for spec in self.suite.forget_sets:
-            fs = self.forget_set(spec)
-            for seed in seeds:
-                for method in self.planned_methods():
-                    config = None if method == "original" else self._config(method, fs.name)
-                    path, base = self.record_base(fs, method, config, seed)
-                    if recorded(path):
-                        counts["skipped"] += 1
-                    else:
-                        jobs.append((fs, seed, method, config, path, base))
-        self.opts.progress.start(len(jobs), counts["skipped"])
-        originals: dict[int, tuple] = {}
-        data_cache: dict[str, UnlearnData] = {}
-        for fs, seed, method, config, path, base in jobs:
-            if seed not in originals:
-                self.opts.progress.run_started(f"seed {seed} original model (training or cache)")
-                originals[seed] = self.original(seed)
-            if fs.name not in data_cache:
-                data_cache[fs.name] = self.unlearn_data(fs)
-            data = data_cache[fs.name]
-            label = f"{fs.name} seed {seed} {method}"
-            self.opts.progress.run_started(label)
-            if method == "original":
-                model, cost, status, error = originals[seed][0], dict(originals[seed][1]["cost"]), "ok", None
-            else:
-                model, cost, status, error = self.run_method(method, originals[seed][0], data, config, seed, fs, label)
-            record = {**base, "status": status, "error": error, "cost": cost, "env": self.env, "metrics": None}
-            outputs = None
-            if status == "ok":
-                try:
-                    record["metrics"], outputs = self.score(model, data, fs, method, config, seed)
-                    if method != "original" and (reason := collapse_reason(outputs_of(outputs, "retain"),
-                                                                           self.num_classes)):
-                        status, error = "collapsed", reason
-                except Diverged as e:
-                    status, error = "diverged", str(e)
-                except Exception as e:  # noqa: BLE001 - a run that cannot be scored is recorded, the sweep goes on
-                    status, error = "failed", f"scoring failed: {type(e).__name__}: {e}"
-                record.update(status=status, error=error)
-            write_record(path, record, outputs if status in ("ok", "collapsed") else None)
-            counts[status] += 1
-            self.opts.progress.run_finished(label, status, cost.get("wall_s"), error)
-        return counts
+    def original_of(self, seed: int):
+        """The original model of `seed`, kept in memory for the runs that share it."""
+        if seed not in self._originals:
+            self.opts.progress.run_started(f"seed {seed} original model (training or cache)")
+            self._originals[seed] = self.original(seed)
+        return self._originals[seed]
+
+    def data_of(self, fs: ForgetSet) -> UnlearnData:
+        if fs.name not in self._data:
+            self._data[fs.name] = self.unlearn_data(fs)
+        return self._data[fs.name]
+
+    def run_one(self, r) -> tuple[dict, dict | None]:
+        """One run (`bench.jobs.PendingRun`): unlearn (or take the original), evaluate once, score;
+        its record and outputs."""
+        original, meta = self.original_of(r.seed)
+        data = self.data_of(r.fs)
+        label = f"{r.fs.name} seed {r.seed} {r.method}"
+        self.opts.progress.run_started(label)
+        if r.method == "original":
+            model, cost, status, error = original, dict(meta["cost"]), "ok", None
+        else:
+            model, cost, status, error = self.run_method(r.method, original, data, r.config, r.seed, r.fs, label)
+        record = {**r.base, "status": status, "error": error, "cost": cost, "env": self.env, "metrics": None}
+        outputs = None
+        if status == "ok":
+            try:
+                record["metrics"], outputs = self.score(model, data, r.fs, r.method, r.config, r.seed)
+                if r.method != "original" and (reason := collapse_reason(outputs_of(outputs, "retain"),
+                                                                         self.num_classes)):
+                    status, error = "collapsed", reason
+            except Diverged as e:
+                status, error = "diverged", str(e)
+            except Exception as e:  # noqa: BLE001 - a run that cannot be scored is recorded, the sweep goes on
+                status, error = "failed", f"scoring failed: {type(e).__name__}: {e}"
+            record.update(status=status, error=error)
+        return record, (outputs if status in ("ok", "collapsed") else None)
 
     def score(self, model, data: UnlearnData, fs: ForgetSet, method: str, config, seed: int) -> tuple[dict, dict]:
         """Evaluate once, then accuracies and every attack from the outputs; flat arrays to save."""

@@ -1,0 +1,137 @@
+"""The Ray executor with a real local Ray instance (2 CPUs): the same records as in-process, a
+worker killed with SIGKILL mid-job, and no partial files left behind."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+
+from bench.store import load_outputs, load_records
+from conftest import TINY_SUITE
+
+
+SUITE = TINY_SUITE + "attacks: [simple, lira, ulira]\n" \
+                     "attack_settings: {references: 2, rmia_references: 1, ulira_references: 2}\n"
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _without_times(value):
+    """Metrics without the wall-clock fields some attacks report (`references_train_s`, ...)."""
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items() if not k.endswith("_s")}
+    return value
+
+
+def _records(results: Path) -> dict:
+    return {Path(r["_file"]).relative_to(results).as_posix(): r for r in load_records(results)}
+
+
+def test_ray_gives_the_records_the_local_executor_gives(cli, tiny_suite, tmp_path, ray_instance):
+    suite = tiny_suite(SUITE)
+    common = ("run", suite, "--quiet")
+    assert cli(*common, "--results", "local", "--cache-dir", "cache-local")[0] == 0
+    code, out, err = cli(*common, "--results", "on-ray", "--cache-dir", "cache-ray", "--executor", "ray")
+    assert code == 0, err
+    local, on_ray = _records(tmp_path / "local"), _records(tmp_path / "on-ray")
+    assert len(local) == 8 and local.keys() == on_ray.keys()
+    for name, record in local.items():
+        other = on_ray[name]
+        assert record["status"] == other["status"] == "ok", name
+        assert _without_times(record["metrics"]) == _without_times(other["metrics"]), name
+        a, b = load_outputs(Path(record["_file"])), load_outputs(Path(other["_file"]))
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), name
+    # the jobs trained the references and U-LiRA's references in the workers, once, into the cache
+    assert len(list((tmp_path / "cache-ray").rglob("ref*.pt"))) == 2
+    code, out, _ = cli(*common, "--results", "on-ray", "--cache-dir", "cache-ray", "--executor", "ray",
+                       "--no-leaderboard")
+    assert code == 0 and "0 ok" in out and "8 skipped" in out
+
+
+CRASHING_METHOD = '''
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch.nn.functional as F
+
+from bench.api import param, register_method
+from methods._common import minimise, steps
+
+MARKER = Path({marker!r})
+
+
+@dataclass(frozen=True)
+class CrashOnceConfig:
+    epochs: int = param(1, ge=1)
+    lr: float = param(0.01, gt=0)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(0.0, ge=0)
+    batch_size: int = param(64, ge=1)
+
+
+@register_method("crash_once", config=CrashOnceConfig)
+def crash_once(model, data, cfg, ctx):
+    """Fine-tunes on retain; the first call ever kills its own process with SIGKILL."""
+    if not MARKER.exists():
+        MARKER.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return minimise(model, cfg, ctx, batches=lambda: ctx.batches(data.retain, cfg.batch_size),
+                    loss=lambda b: F.cross_entropy(model(b[0]), b[1]), steps_per_epoch=steps(data.retain, cfg.batch_size))
+'''
+
+
+def test_a_worker_killed_mid_job_is_retried_and_every_record_is_whole(cli, tiny_suite, tmp_path, ray_instance,
+                                                                      forget_plugins):
+    marker = tmp_path / "killed.pid"
+    plugin = tmp_path / "crash_once.py"
+    plugin.write_text(textwrap.dedent(CRASHING_METHOD.format(marker=str(marker))))
+    suite = tiny_suite(TINY_SUITE + "  crash_once: {}\n")
+    code, out, err = cli("run", suite, "--quiet", "--plugin", plugin, "--executor", "ray", "--no-leaderboard")
+    assert code == 0, err
+    assert marker.exists()  # a worker process really was killed
+    records = _records(tmp_path / "results")
+    assert len(records) == 10 and all(r["status"] == "ok" for r in records.values())
+    assert {r["method"] for r in records.values()} >= {"crash_once"}
+    for name, r in records.items():
+        assert json.loads(Path(r["_file"]).read_text())["metrics"]["forget_acc"] is not None
+        assert load_outputs(Path(r["_file"]))["forget_loss"].size > 0, name
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".corrupt")]
+    assert not leftovers
+
+
+def test_a_killed_driver_resumes_on_ray_recomputing_nothing_that_finished(cli, tiny_suite, tmp_path, ray_instance):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    suite = tiny_suite(SUITE)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    first = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--quiet", "--no-leaderboard"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    records = tmp_path / "results" / "tiny" / "random-10pct"
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None and len(list(records.glob("*.json"))) < 3:
+        time.sleep(0.05)
+    assert first.poll() is None, "the run finished before it could be killed"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    finished = {p.name for p in records.glob("*.json")}
+    cache = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*") if p.suffix in (".pt", ".npz")}
+    assert 3 <= len(finished) < 8 and cache
+    code, out, err = cli("run", suite, "--quiet", "--executor", "ray", "--no-leaderboard")
+    assert code == 0, err
+    assert f"{len(finished)} skipped" in out and f"{8 - len(finished)} ok" in out
+    assert all(p.stat().st_mtime_ns == t for p, t in cache.items())  # no finished model was made again
+    assert len(list(records.glob("*.json"))) == 8 and not list(tmp_path.rglob("*.tmp"))
