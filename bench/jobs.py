@@ -133,7 +133,7 @@ def find_pending(run, params: dict):
 def execute(run, job: Job):
     """Do one job with a SuiteRun of this process. `run` jobs return (record, outputs); others None."""
     if job.kind == "original":
-        run.original(job.params["seed"])
+        run.original_of(job.params["seed"])  # kept in memory for this process's runs of that seed
     elif job.kind == "reference":
         from bench.references import train_reference
 
