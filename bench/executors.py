@@ -125,6 +125,8 @@ class RayExecutor:
         self.cpus, self.gpus, self.retries = cpus, gpus, retries
         self.one_host = not address
         if not ray.is_initialized():
+            if address and address != "auto":
+                _check_reachable(address)
             kwargs = {"address": address} if address else {"num_cpus": num_cpus}
             try:
                 ray.init(**kwargs, include_dashboard=False, log_to_driver=False,
@@ -166,6 +168,18 @@ class RayExecutor:
                 yield job, result
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in one line, at once, where Ray itself would retry an unreachable head for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise UserError(f"--ray-address {address}: cannot reach a Ray head there ({e}); start one with "
+                        "`ray start --head`, or leave out --ray-address for a local instance.") from None
+
+
 def _remove_temporaries(cache_dir: Path, since: float, one_host: bool) -> None:
     """Temporary files (`bench.files.atomic_write`, named `.<file>.<pid>-<hex>.tmp`) that killed
     jobs left in the cache. Every job of this run has ended, so those written since `since` are
@@ -190,7 +204,9 @@ def _alive(pid: int) -> bool:
 
 
 def _project_paths() -> list[str]:
-    """The folder holding the `bench` and `methods` packages, for workers started by Ray."""
+    """The folder holding the `bench` and `methods` packages, then the driver's own PYTHONPATH,
+    for the worker processes Ray starts."""
     import bench
 
-    return [str(Path(bench.__file__).resolve().parent.parent)]
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return [str(Path(bench.__file__).resolve().parent.parent), *inherited]

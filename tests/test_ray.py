@@ -135,3 +135,12 @@ def test_a_killed_driver_resumes_on_ray_recomputing_nothing_that_finished(cli, t
     assert f"{len(finished)} skipped" in out and f"{8 - len(finished)} ok" in out
     assert all(p.stat().st_mtime_ns == t for p, t in cache.items())  # no finished model was made again
     assert len(list(records.glob("*.json"))) == 8 and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_an_unreachable_ray_address_is_one_line_at_once(cli, tiny_suite, tmp_path, monkeypatch):
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh driver process
+    code, _, err = cli("run", tiny_suite(), "--executor", "ray", "--ray-address", "127.0.0.1:1")
+    assert code == 2 and "--ray-address 127.0.0.1:1: cannot reach a Ray head there" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "results").exists()
+    code, _, err = cli("run", tiny_suite(), "--ray-address", "auto")
+    assert code == 2 and "--ray-address works with --executor ray only" in err
