@@ -154,13 +154,13 @@ class SuiteRun:
         pool_sha = hashlib.sha256(self.splits.train.tobytes()).hexdigest()
         return stable_hash([s.dataset, self.raw.source, s.model, s.recipe, seed, pool_sha, code_hash(*TRAINING)])
 
-    def original_path(self, seed: int) -> Path:
-        return self.opts.cache_dir / "models" / f"original-{self.original_key(seed)}.pt"
+    def original_path(self, seed: int, key: str | None = None) -> Path:
+        return self.opts.cache_dir / "models" / f"original-{key or self.original_key(seed)}.pt"
 
     def original(self, seed: int) -> tuple[torch.nn.Module, dict]:
         """The original model of `seed`, trained on the whole pool once and cached by content hash."""
         s, key = self.suite, self.original_key(seed)
-        path = self.original_path(seed)
+        path = self.original_path(seed, key)
         model = self.new_model()
         state = read_checked(path, lambda p: torch.load(p, map_location=self.device, weights_only=True), key)
         if state is not None:
