@@ -31,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true", help="let torchvision download missing data")
     run.add_argument("--tuned", action="store_true",
                      help="run with the configs `unlearn-bench tune` chose (<results>/<suite>/tuned.yaml)")
-    run.add_argument("--executor", choices=("local", "ray"), default="local",
-                     help="local: every job in this process (default); ray: jobs as Ray tasks")
-    run.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
-                     help="the Ray cluster to use (default: start a local Ray instance)")
-    run.add_argument("--job-cpus", type=float, default=1.0, help="CPUs per job on Ray (default: 1)")
-    run.add_argument("--job-gpus", type=float, default=0.0,
-                     help="GPUs per job on Ray; a fraction shares one GPU between small jobs (default: 0)")
+    _executor_args(run)
     run.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     _common(run)
@@ -64,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     tune.add_argument("--download", action="store_true", help="let torchvision download missing data")
     tune.add_argument("--quiet", action="store_true", help="no progress output")
+    _executor_args(tune)
     _common(tune)
 
     board = sub.add_parser("leaderboard", help="regenerate the leaderboard from the results folder")
@@ -101,6 +96,33 @@ def _paths(p):
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     p.add_argument("--leaderboard", type=Path, default=None,
                    help="output file (default: leaderboard.md beside the results folder)")
+
+
+def _executor_args(p):
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: every job in this process (default); ray: jobs as Ray tasks")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="the Ray cluster to use (default: start a local Ray instance)")
+    p.add_argument("--job-cpus", type=float, default=1.0, help="CPUs per job on Ray (default: 1)")
+    p.add_argument("--job-gpus", type=float, default=0.0,
+                   help="GPUs per job on Ray; a fraction shares one GPU between small jobs (default: 0)")
+
+
+def _check_executor_args(args) -> None:
+    if args.executor != "ray" and args.ray_address:
+        raise UserError("--ray-address works with --executor ray only; add --executor ray.")
+    if args.job_cpus <= 0 or args.job_gpus < 0:
+        raise UserError(f"--job-cpus {args.job_cpus:g} --job-gpus {args.job_gpus:g}: give more than 0 CPUs "
+                        "and 0 or more GPUs per job.")
+
+
+def _executor(args, run, request):
+    """The executor the command line asks for, for this SuiteRun and its plain-data request."""
+    from bench.executors import LocalExecutor, RayExecutor
+
+    if args.executor == "ray":
+        return RayExecutor(request.absolute(), args.ray_address, args.job_cpus, args.job_gpus)
+    return LocalExecutor(run)
 
 
 def _common(p):
@@ -186,23 +208,14 @@ def _write_board(args) -> None:
 
 
 def cmd_run(args) -> int:
-    if args.executor != "ray" and args.ray_address:
-        raise UserError("--ray-address works with --executor ray only; add --executor ray.")
-    if args.job_cpus <= 0 or args.job_gpus < 0:
-        raise UserError(f"--job-cpus {args.job_cpus:g} --job-gpus {args.job_gpus:g}: give more than 0 CPUs "
-                        "and 0 or more GPUs per job.")
+    _check_executor_args(args)
     with _locked_suite(args) as (suite, opts, request):
         from bench.executors import run_suite
         from bench.rescore import rescore_suite
         from bench.runner import SuiteRun
 
         run = SuiteRun(suite, opts)
-        executor = None
-        if args.executor == "ray":
-            from bench.executors import RayExecutor
-
-            executor = RayExecutor(request.absolute(), args.ray_address, args.job_cpus, args.job_gpus)
-        counts = run_suite(run, executor)
+        counts = run_suite(run, _executor(args, run, request))
         rescored = rescore_suite(run)
         print(f"{suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
               f"{counts['collapsed']} collapsed, {counts['skipped']} skipped (already recorded), "
@@ -227,12 +240,14 @@ def cmd_rescore(args) -> int:
 def cmd_tune(args) -> int:
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials {args.trials}: give at least 1 trial per method.")
-    with _locked_suite(args) as (suite, opts, _):
+    _check_executor_args(args)
+    with _locked_suite(args) as (suite, opts, request):
         from bench.runner import SuiteRun
         from bench.tune import read_tuned, tune_suite
 
         methods = [m for m, _ in suite.methods if m != "retrain" and (not args.methods or m in args.methods)]
-        path = tune_suite(SuiteRun(suite, opts), methods, args.trials)
+        run = SuiteRun(suite, opts)
+        path = tune_suite(run, methods, args.trials, _executor(args, run, request))
         tuned = read_tuned(path)
         for m in methods:
             for forget_set, t in tuned[m].items():

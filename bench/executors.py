@@ -1,8 +1,8 @@
 """Where jobs run: in this process (`local`, the default) or on a Ray cluster (`ray`).
 
-An executor takes the job graph of `bench.jobs.plan`, runs every job once its needs have
-finished, and yields each finished `run` job with its (record, outputs) to the driver, which
-alone writes records. A Ray worker never receives a live `SuiteRun`: it gets a `RunRequest`
+An executor takes a list of jobs (`bench.jobs.plan`, or `bench.tune`'s trials), runs every job
+once its needs have finished, and yields each finished job with its result to the driver, which
+alone writes records and tuning studies. A Ray worker never receives a live `SuiteRun`: it gets a `RunRequest`
 (plain data: suite, overrides, plugins, tuned configs, folders) and builds its own SuiteRun
 once per process; models reach it through the shared cache folder.
 """
@@ -28,7 +28,10 @@ def run_suite(run, executor=None) -> dict[str, int]:
     counts = {"ok": 0, "failed": 0, "diverged": 0, "collapsed": 0, "skipped": 0}
     pending, counts["skipped"] = pending_runs(run)
     run.opts.progress.start(len(pending), counts["skipped"])
-    for job, (record, outputs) in (executor or LocalExecutor(run)).run(plan(run, pending)):
+    for job, result in (executor or LocalExecutor(run)).run(plan(run, pending)):
+        if job.kind != "run":
+            continue
+        record, outputs = result
         write_record(run.opts.results_dir / job.params["record"], record, outputs)
         counts[record["status"]] += 1
         run.opts.progress.run_finished(job.label, record["status"], record["cost"].get("wall_s"), record["error"])
@@ -86,9 +89,16 @@ class LocalExecutor:
 
     def run(self, jobs: list[Job]) -> Iterator[tuple[Job, tuple]]:
         for job in jobs:
-            result = execute(self.run_, job)
-            if job.kind == "run":
-                yield job, result
+            yield job, execute_job(self.run_, job)
+
+
+def execute_job(run, job: Job):
+    """Do one job of any kind with a SuiteRun of this process; its result for the driver."""
+    if job.kind in ("tuning-retrain", "trial"):
+        from bench.tune import execute_tuning_job
+
+        return execute_tuning_job(run, job)
+    return execute(run, job)
 
 
 _worker_runs: dict = {}
@@ -104,7 +114,7 @@ def run_job(request: RunRequest, job: Job, threads: int):
     if key not in _worker_runs:
         _worker_runs[key] = SuiteRun(*request.load())
     torch.set_num_threads(threads)  # the CPUs the scheduler gave this job, not the whole node
-    return execute(_worker_runs[key], job)
+    return execute_job(_worker_runs[key], job)
 
 
 class RayExecutor:
@@ -164,8 +174,7 @@ class RayExecutor:
                 raise UserError(f"{job.label}: its worker died {self.retries + 1} times ({type(e).__name__}); "
                                 "rerun to resume, finished runs are recorded.") from None
             done.add(job.key)
-            if job.kind == "run":
-                yield job, result
+            yield job, result
 
 
 def _check_reachable(address: str) -> None:

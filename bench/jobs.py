@@ -6,6 +6,8 @@ files carry), with the jobs it needs named by their keys:
 - `reference`: train LiRA reference model i (-> cache/references/<plan>/ref<i>.{pt,npz});
 - `ulira`: unlearn U-LiRA's references with a method and config on a forget set
   (-> cache/references/<plan>/ulira/...); needs every reference;
+- `tuning-retrain` and `trial` (`bench.tune`): the retrain a tuning forget set's trials are
+  measured against, and one tuning trial; both return their metrics to the driver;
 - `run`: run a method on a forget set and seed and score it (-> one record, which the job returns
   to the driver: only the driver writes records); needs its original, the references and its
   `ulira` job.
@@ -63,7 +65,7 @@ class Job:
     needs: tuple[str, ...] = ()  # keys of the jobs that must finish first
 
 
-def _cached(path) -> bool:
+def cached(path) -> bool:
     """A cache file that exists with its checked metadata (`bench.files.write_checked`)."""
     try:
         return path.is_file() and bool(read_meta(path))
@@ -81,7 +83,7 @@ def plan(run, pending) -> list[Job]:
     if not pending:
         return []
     for seed in sorted({r.seed for r in pending}):
-        if not _cached(run.original_path(seed)):
+        if not cached(run.original_path(seed)):
             key = f"original/{run.original_key(seed)}"
             jobs[key] = Job(key, "original", f"seed {seed} original model", {"seed": seed})
     refs: tuple[str, ...] = ()
@@ -89,7 +91,7 @@ def plan(run, pending) -> list[Job]:
         ref_plan = run.reference_plan()
         refs = tuple(f"reference/{ref_plan.folder.name}/{i}" for i in range(ref_plan.k))
         for i, key in enumerate(refs):
-            if not _cached(ref_plan.folder / f"ref{i}.npz"):
+            if not cached(ref_plan.folder / f"ref{i}.npz"):
                 jobs[key] = Job(key, "reference", f"reference model {i + 1}/{ref_plan.k}", {"index": i})
     refs = tuple(k for k in refs if k in jobs)
     for r in pending:

@@ -22,6 +22,8 @@ The suite's own per-method values are the first trial (enqueued) when they lie i
 from __future__ import annotations
 
 import dataclasses
+import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ from bench.errors import UserError
 from bench.evaluate import accuracy, collapse_reason, per_example_outputs
 from bench.execute import call_method
 from bench.files import write_text
+from bench.jobs import Job, cached
 from bench.methods_loader import method_registry
 from bench.provenance import run_code
 from bench.runner import SuiteRun
@@ -40,6 +43,7 @@ from bench.settings import build_dataclass
 from bench.spec import ForgetSpec, derive_seed, search_space, stable_hash, to_jsonable
 
 TUNED_FILE = "tuned.yaml"
+_FINISHED = ("COMPLETE", "PRUNED")  # trial states that count against the budget
 
 
 class _Forbidden(torch.Tensor):
@@ -66,17 +70,6 @@ def tuning_forget_spec(spec: ForgetSpec, num_classes: int) -> ForgetSpec:
                     "a 'file' forget set has none, so tune a suite with random or class forget sets.")
 
 
-@dataclasses.dataclass
-class Problem:
-    """One tuning forget set: the suite's forget set it stands for, its data, and its retrain."""
-
-    name: str  # the suite's forget set this one stands in for (tuned.yaml's key)
-    fs: object
-    data: object
-    retrain: dict  # the retrain's validation metrics
-    retrain_s: float
-
-
 def measure(run: SuiteRun, model, data, label: int | None, seed: int) -> dict[str, float]:
     """Forget/retain/val accuracy and simple MIA (forget vs held-out val), in points; no test data."""
     from bench.attacks.population import simple_mia_scores
@@ -98,20 +91,6 @@ def objective_value(trial: dict, retrain: dict) -> float:
     return float(np.mean([abs(trial[k] - retrain[k]) for k in ("forget", "retain", "val", "mia")]))
 
 
-def problems(run: SuiteRun, original) -> list[Problem]:
-    seed = run.suite.tuning.seed
-    out = []
-    for spec in run.suite.forget_sets:
-        fs = run.forget_set(tuning_forget_spec(spec, run.num_classes))
-        data = run.unlearn_data(fs)
-        ctx = run.context(derive_seed(seed, fs.name, "retrain"), f"tuning: retrain on {fs.name}")
-        model, cost, status, error = call_method(method_registry().get("retrain").fn, original, data, None, ctx)
-        if status != "ok":
-            raise UserError(f"tuning: retrain {status} on {fs.name}: {error}")
-        out.append(Problem(spec.display_name, fs, data, measure(run, model, data, fs.label, seed), cost["wall_s"]))
-    return out
-
-
 def study_name(run: SuiteRun, method: str, forget_set: str) -> str:
     base = run._config(method)
     return f"{method}-{forget_set}-" + stable_hash([
@@ -119,60 +98,118 @@ def study_name(run: SuiteRun, method: str, forget_set: str) -> str:
         {k: to_jsonable(v) for k, v in search_space(type(base)).items()}])[:8]
 
 
-def tune_method(run: SuiteRun, method: str, original, p: Problem, trials: int, storage) -> dict:
-    """Run the missing trials of one method's study on one forget set; its tuned.yaml entry."""
+# --- jobs: what a worker (or this process) does for one tuning step -------------------------------
+
+_problem_data: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _problem(run: SuiteRun, name: str):
+    """(forget set, unlearning data) of the tuning forget set standing in for the suite's `name`."""
+    per_run = _problem_data.setdefault(run, {})
+    if name not in per_run:
+        spec = next(s for s in run.suite.forget_sets if s.display_name == name)
+        fs = run.forget_set(tuning_forget_spec(spec, run.num_classes))
+        per_run[name] = (fs, run.unlearn_data(fs))
+    return per_run[name]
+
+
+def execute_tuning_job(run: SuiteRun, job: Job) -> dict:
+    """A `tuning-retrain` job (the retrain a forget set's trials are measured against) or a `trial`
+    job (one method, one config): the method's status, wall-clock and validation metrics."""
+    forbid_test(run)
+    seed, p = run.suite.tuning.seed, job.params
+    fs, data = _problem(run, p["forget_set"])
+    original = run.original_of(seed)[0]
+    started = time.perf_counter()
+    if job.kind == "tuning-retrain":
+        ctx = run.context(derive_seed(seed, fs.name, "retrain"), f"tuning: retrain on {fs.name}")
+        model, cost, status, error = call_method(method_registry().get("retrain").fn, original, data, None, ctx)
+        if status != "ok":
+            raise UserError(f"tuning: retrain {status} on {fs.name}: {error}")
+    else:
+        config = dataclasses.replace(run._config(p["method"]), **p["values"])
+        ctx = run.context(derive_seed(seed, fs.name, p["method"], p["number"]), f"tuning {p['method']} #{p['number']}")
+        model, cost, status, error = call_method(method_registry().get(p["method"]).fn, original,
+                                                 data.private_copy(), config, ctx)
+    values = measure(run, model, data, fs.label, seed) if status == "ok" else None
+    return {"status": status, "error": error, "wall_s": cost["wall_s"], "values": values,
+            "job_s": time.perf_counter() - started}
+
+
+# --- the driver: equal budgets, asked and told through an executor ---------------------------------
+
+@dataclasses.dataclass
+class _Study:
+    method: str
+    forget_set: str
+    study: object  # optuna.Study
+    space: dict
+    done: int  # finished trials (complete or pruned)
+
+
+def _open_study(run: SuiteRun, method: str, forget_set: str, storage):
     import optuna
 
-    entry = method_registry().get(method)
-    base = run._config(method)
-    space = search_space(entry.config)
+    space = search_space(method_registry().get(method).config)
     if not space:
-        return {"values": {}, "trials": 0, "best_objective": None, "tuning_s": 0.0, "note": "nothing to tune"}
-    seed = run.suite.tuning.seed
+        return None
+    base, seed = run._config(method), run.suite.tuning.seed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, p.name) % 2**32)
-    study = optuna.create_study(study_name=study_name(run, method, p.name), storage=storage, sampler=sampler,
+    sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, forget_set) % 2**32)
+    study = optuna.create_study(study_name=study_name(run, method, forget_set), storage=storage, sampler=sampler,
                                 direction="minimize", load_if_exists=True)
     for t in study.trials:  # a trial left running by a killed tune: failed, and not counted
         if t.state == optuna.trial.TrialState.RUNNING:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = sum(t.state in finished for t in study.trials)
     start_values = {k: getattr(base, k) for k in space if space[k].contains(getattr(base, k))}
     if not study.trials and len(start_values) == len(space):
         study.enqueue_trial(start_values)
+    return _Study(method, forget_set, study, space, sum(t.state.name in _FINISHED for t in study.trials))
 
-    def objective(trial) -> float:
-        config = dataclasses.replace(base, **{k: s.suggest(trial, k) for k, s in space.items()})
-        ctx = run.context(derive_seed(seed, p.fs.name, method, trial.number), f"tuning {method} #{trial.number}")
-        model, cost, status, error = call_method(entry.fn, original, p.data.private_copy(), config, ctx)
-        reason = error if status != "ok" else None
-        if status == "ok" and cost["wall_s"] > p.retrain_s:
-            reason = f"slower than retraining ({cost['wall_s']:.2f} s > {p.retrain_s:.2f} s)"
-        if reason is None:
-            values = measure(run, model, p.data, p.fs.label, seed)
-            reason = values.pop("collapse")
-        if reason:
-            trial.set_user_attr("infeasible", reason)
-            raise optuna.TrialPruned(reason)
-        return objective_value(values, p.retrain)
 
-    for _ in range(max(0, trials - done)):
-        label = f"tuning {method} on {p.name}: trial {done + 1}/{trials}"
-        run.opts.progress.run_started(label)
-        study.optimize(objective, n_trials=1, catch=())
-        done += 1
-        run.opts.progress.run_finished(label, study.trials[-1].state.name.lower(), None, None)
-    spent = sum((t.duration.total_seconds() if t.duration else 0.0) for t in study.trials if t.state in finished)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+def _tell(st: _Study, trial, result: dict, retrain: dict) -> str | None:
+    """Record a trial's outcome; the reason it is infeasible, or None."""
+    import optuna
+
+    reason = result["error"] if result["status"] != "ok" else None
+    if reason is None and result["wall_s"] > retrain["wall_s"]:
+        reason = f"slower than retraining ({result['wall_s']:.2f} s > {retrain['wall_s']:.2f} s)"
+    values = dict(result["values"] or {})
+    if reason is None:
+        reason = values.pop("collapse")
+    trial.set_user_attr("job_s", result["job_s"])
+    if reason:
+        trial.set_user_attr("infeasible", reason)
+        st.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        st.study.tell(trial, objective_value(values, retrain["values"]))
+    st.done += 1
+    return reason
+
+
+def _summary(st: _Study | None) -> dict:
+    """A study's tuned.yaml entry: chosen values, trials, best objective, tuning time."""
+    import optuna
+
+    if st is None:
+        return {"values": {}, "trials": 0, "best_objective": None, "tuning_s": 0.0, "note": "nothing to tune"}
+    trials = [t for t in st.study.trials if t.state.name in _FINISHED]
+    spent = sum(t.user_attrs.get("job_s", t.duration.total_seconds() if t.duration else 0.0) for t in trials)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value) if complete else None
-    return {"values": dict(best.params) if best else {}, "trials": done,
+    return {"values": dict(best.params) if best else {}, "trials": st.done,
             "best_objective": round(float(best.value), 4) if best else None, "tuning_s": round(spent, 2),
             **({} if best else {"note": "no feasible trial: the suite's values are kept"})}
 
 
-def tune_suite(run: SuiteRun, methods: list[str], trials: int | None) -> Path:
-    """Tune `methods` on every forget set (equal budget); write `<results>/<suite>/tuned.yaml`."""
+def tune_suite(run: SuiteRun, methods: list[str], trials: int | None, executor) -> Path:
+    """Tune `methods` on every forget set (equal budget) with jobs on `executor` (`bench.executors`);
+    write `<results>/<suite>/tuned.yaml`.
+
+    Every study has one trial in flight at a time (TPE then samples exactly as in a sequential
+    run, so the executor does not change what is chosen); all studies' trials of a round run at
+    once. The retrains the trials are measured against are jobs on the same executor, so "slower
+    than retraining" compares like with like (same CPUs or GPU per job)."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -181,18 +218,43 @@ def tune_suite(run: SuiteRun, methods: list[str], trials: int | None) -> Path:
     folder = run.opts.results_dir / run.suite.name / "tuning"
     folder.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(folder / "journal.log")))
-    original = run.original(run.suite.tuning.seed)[0]
-    probs = problems(run, original)
+    seed, names = run.suite.tuning.seed, [s.display_name for s in run.suite.forget_sets]
+    for spec in run.suite.forget_sets:
+        tuning_forget_spec(spec, run.num_classes)  # a forget set tuning cannot stand in for: refused now
+    first = [] if cached(run.original_path(seed)) else [
+        Job(f"original/{run.original_key(seed)}", "original", f"seed {seed} original model", {"seed": seed})]
+    first += [Job(f"tuning-retrain/{n}", "tuning-retrain", f"tuning: retrain on {n}", {"forget_set": n},
+                  tuple(j.key for j in first)) for n in names]
+    retrains = {job.params["forget_set"]: result for job, result in executor.run(first) if job.kind != "original"}
+    studies = {(m, n): _open_study(run, m, n, storage) for m in methods for n in names}
     path = run.opts.results_dir / run.suite.name / TUNED_FILE
     tuned = read_tuned(path)
-    run.opts.progress.start(len(methods) * len(probs) * budget, 0, "tuning trials at most (finished ones are kept)")
-    for method in methods:
-        for p in probs:
-            tuned.setdefault(method, {})[p.name] = tune_method(run, method, original, p, budget, storage)
-            write_text(path, "# Generated by `unlearn-bench tune`: chosen values per method and forget set (equal\n"
-                             "# budget, validation data, tuning seed and forget sets). `run --tuned` uses them.\n"
-                       + yaml.safe_dump(tuned, sort_keys=True))
-    return path
+    left = sum(max(0, budget - st.done) for st in studies.values() if st)
+    run.opts.progress.start(left, 0, "tuning trials to do (finished ones are kept)")
+    while True:
+        for (m, n), st in studies.items():
+            tuned.setdefault(m, {})[n] = _summary(st)
+        write_text(path, "# Generated by `unlearn-bench tune`: chosen values per method and forget set (equal\n"
+                         "# budget, validation data, tuning seed and forget sets). `run --tuned` uses them.\n"
+                   + yaml.safe_dump(tuned, sort_keys=True))
+        asked = {}
+        for st in studies.values():
+            if st and st.done < budget:
+                trial = st.study.ask()
+                values = {k: s.suggest(trial, k) for k, s in st.space.items()}
+                label = f"tuning {st.method} on {st.forget_set}: trial {st.done + 1}/{budget}"
+                job = Job(f"trial/{st.study.study_name}/{trial.number}", "trial", label,
+                          {"method": st.method, "forget_set": st.forget_set, "number": trial.number,
+                           "values": values})
+                asked[job.key] = (job, st, trial)
+        if not asked:
+            return path
+        for job, result in executor.run([j for j, _, _ in asked.values()]):
+            _, st, trial = asked[job.key]
+            reason = _tell(st, trial, result, retrains[st.forget_set])
+            state = "pruned" if reason else "complete"
+            run.opts.progress.run_finished(job.label, state, result["wall_s"], reason)
+
 
 
 def read_tuned(path: Path) -> dict:

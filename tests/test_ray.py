@@ -144,3 +144,23 @@ def test_an_unreachable_ray_address_is_one_line_at_once(cli, tiny_suite, tmp_pat
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "results").exists()
     code, _, err = cli("run", tiny_suite(), "--ray-address", "auto")
     assert code == 2 and "--ray-address works with --executor ray only" in err
+
+
+def test_tune_on_ray_chooses_what_tune_in_process_chooses(cli, tiny_suite, tmp_path, ray_instance):
+    """Trials run as Ray tasks (one in flight per study, all studies at once); the samplers see the
+    same finished trials in the same order, so the chosen values are the local ones."""
+    import yaml
+
+    from test_tune import TUNE_SUITE
+
+    suite = tiny_suite(TUNE_SUITE.replace("trials: 3", "trials: 4"))
+    assert cli("tune", suite, "--quiet", "--results", "local", "--cache-dir", "cache-local")[0] == 0
+    code, out, err = cli("tune", suite, "--quiet", "--results", "on-ray", "--cache-dir", "cache-ray",
+                         "--executor", "ray")
+    assert code == 0, err
+    local, on_ray = (yaml.safe_load((tmp_path / r / "tiny" / "tuned.yaml").read_text()) for r in ("local", "on-ray"))
+    assert local.keys() == on_ray.keys() == {"finetune", "ssd"}
+    for method in local:
+        a, b = local[method]["random-10pct"], on_ray[method]["random-10pct"]
+        assert a["trials"] == b["trials"] == 4
+        assert (a["values"], a["best_objective"]) == (b["values"], b["best_objective"]), method
