@@ -103,16 +103,18 @@ def _executor_args(p):
                    help="local: every job in this process (default); ray: jobs as Ray tasks")
     p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
                    help="the Ray cluster to use (default: start a local Ray instance)")
-    p.add_argument("--job-cpus", type=float, default=1.0, help="CPUs per job on Ray (default: 1)")
-    p.add_argument("--job-gpus", type=float, default=0.0,
-                   help="GPUs per job on Ray; a fraction shares one GPU between small jobs (default: 0)")
+    p.add_argument("--job-cpus", type=float, default=None,
+                   help="CPUs per job on Ray (default: the suite's resources.cpus, else 1)")
+    p.add_argument("--job-gpus", type=float, default=None,
+                   help="GPUs per job on Ray; a fraction shares one GPU between small jobs "
+                        "(default: the suite's resources.gpus, else 0)")
 
 
 def _check_executor_args(args) -> None:
     if args.executor != "ray" and args.ray_address:
         raise UserError("--ray-address works with --executor ray only; add --executor ray.")
-    if args.job_cpus <= 0 or args.job_gpus < 0:
-        raise UserError(f"--job-cpus {args.job_cpus:g} --job-gpus {args.job_gpus:g}: give more than 0 CPUs "
+    if (args.job_cpus is not None and args.job_cpus <= 0) or (args.job_gpus is not None and args.job_gpus < 0):
+        raise UserError(f"--job-cpus {args.job_cpus} --job-gpus {args.job_gpus}: give more than 0 CPUs "
                         "and 0 or more GPUs per job.")
 
 
@@ -121,7 +123,10 @@ def _executor(args, run, request):
     from bench.executors import LocalExecutor, RayExecutor
 
     if args.executor == "ray":
-        return RayExecutor(request.absolute(), args.ray_address, args.job_cpus, args.job_gpus)
+        wants = run.suite.resources
+        cpus = wants.cpus if args.job_cpus is None else args.job_cpus
+        gpus = wants.gpus if args.job_gpus is None else args.job_gpus
+        return RayExecutor(request.absolute(), args.ray_address, cpus, gpus)
     return LocalExecutor(run)
 
 

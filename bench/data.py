@@ -215,6 +215,51 @@ def load_cifar10(opts: LoadOptions) -> RawDataset:
                       CIFAR10_CLASSES, f"{label} ({key})")
 
 
+CIFAR100_FOLDER = "cifar-100-python"
+MISSING_CIFAR100 = (
+    "CIFAR-100 not found{where}. Pass --data-root (or set {env}) to the folder holding "
+    "cifar-100-python (torchvision's copy: train, test, meta), or add --download to fetch it with torchvision."
+)
+
+
+@dataset_registry.register("cifar100")
+def load_cifar100(opts: LoadOptions) -> RawDataset:
+    """CIFAR-100 with its 100 fine labels: 50,000 train + 10,000 test 32x32 colour images, read from
+    torchvision's `cifar-100-python` pickles (downloaded by torchvision with --download)."""
+    root = opts.data_root
+    if root is None and not opts.download:
+        raise UserError(MISSING_CIFAR100.format(where="", env=DATA_ROOT_ENV))
+    root = Path(root) if root is not None else opts.cache_dir / "downloads"
+    folder = root if root.name == CIFAR100_FOLDER else root / CIFAR100_FOLDER
+    if not folder.is_dir() and opts.download:
+        from torchvision.datasets import CIFAR100
+
+        CIFAR100(str(folder.parent), train=True, download=True)
+    if not all((folder / part).is_file() for part in ("train", "test", "meta")):
+        raise UserError(MISSING_CIFAR100.format(where=f" under '{root}'", env=DATA_ROOT_ENV))
+    (train_x, train_y), (test_x, test_y) = (_cifar_pickle(folder / part) for part in ("train", "test"))
+    classes = tuple(_unpickle(folder / "meta")["fine_label_names"])
+    return RawDataset(train_x, train_y, test_x, test_y, classes, f"torchvision:{CIFAR100_FOLDER}")
+
+
+def _unpickle(path: Path) -> dict:
+    """A CIFAR pickle, read as torchvision reads it (the dataset's own format)."""
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file raises several kinds
+        raise UserError(f"'{path}' is not a CIFAR pickle ({type(e).__name__}); replace the copy or use --download.") \
+            from None
+
+
+def _cifar_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = _unpickle(path)
+    x = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return np.ascontiguousarray(x), np.asarray(d["fine_labels"], dtype=np.int64)
+
+
 def _imagefolder_source(root: Path) -> Path | None:
     """The ImageFolder copy at `root`: a .tar.gz, a folder with train/ and test/, or a .tar.gz in it."""
     if root.is_file() and root.name.endswith((".tar.gz", ".tgz", ".tar")):

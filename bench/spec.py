@@ -127,6 +127,7 @@ class Recipe:
     weight_decay: float = param(5e-4, ge=0)
     schedule: str = param("cosine", choices=("cosine", "constant"))
     augment: bool = False  # random crop (padding 4) + horizontal flip
+    compile: bool = False  # train through torch.compile (opt-in: a GPU speed-up, a warm-up cost on CPU)
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,15 @@ class TuningSpec:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one job of this suite asks an executor for (`run --executor ray`); `--job-cpus` and
+    `--job-gpus` override it. Never part of a hash: it decides where a job runs, not its result."""
+
+    cpus: float = param(1.0, gt=0)
+    gpus: float = param(0.0, ge=0)  # a fraction shares one GPU between small jobs
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     dataset: DatasetSpec
@@ -187,6 +197,7 @@ class Suite:
     eval: EvalSpec = field(default_factory=EvalSpec)
     attack_settings: AttackSettings = field(default_factory=AttackSettings)
     tuning: TuningSpec = field(default_factory=TuningSpec)
+    resources: Resources = field(default_factory=Resources)
     description: str = ""
     path: str = ""
 

@@ -22,7 +22,7 @@ from bench.methods_loader import method_registry
 from bench.models import model_registry
 from bench.registry import did_you_mean
 from bench.settings import UniqueKeyLoader, _coerce, build_dataclass
-from bench.spec import AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Suite, TuningSpec
+from bench.spec import AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Resources, Suite, TuningSpec
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -45,6 +45,9 @@ def resolve_suite_path(name_or_path: str) -> Path:
 
 def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+SECTIONS = ("recipe", "dataset", "eval", "attack_settings", "tuning", "resources")  # `--set SECTION.KEY=...`
 
 
 def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = None) -> Suite:
@@ -79,12 +82,12 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
                             f"or {{}}, got {params!r}.")
     methods_raw = {k: dict(v or {}) for k, v in methods_raw.items()}
     for section, values in (overrides or {}).items():
-        if section in ("recipe", "dataset", "eval", "attack_settings", "tuning"):
+        if section in SECTIONS:
             raw[section] = {**(raw.get(section) or {}), **values}
         elif section in methods_raw:
             methods_raw[section].update(values)
         else:
-            choices = ["recipe", "dataset", "eval", "attack_settings", "tuning", *methods_raw]
+            choices = [*SECTIONS, *methods_raw]
             raise UserError(
                 f"--set {section}.…: '{section}' is not a method of suite '{path.stem}' nor a "
                 f"suite section.{did_you_mean(section, choices)}"
@@ -103,7 +106,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         methods.append((name, config))
 
     known = {"name", "description", "dataset", "model", "recipe", "forget_sets", "seeds", "methods",
-             "attacks", "eval", "attack_settings", "tuning"}
+             "attacks", *SECTIONS}
     for key in raw:
         if key not in known:
             raise UserError(f"{where}: unknown key '{key}'.{did_you_mean(str(key), sorted(known))}")
@@ -129,6 +132,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         eval=build_dataclass(EvalSpec, raw.get("eval"), f"{where}: eval"),
         attack_settings=build_dataclass(AttackSettings, raw.get("attack_settings"), f"{where}: attack_settings"),
         tuning=build_dataclass(TuningSpec, raw.get("tuning"), f"{where}: tuning"),
+        resources=build_dataclass(Resources, raw.get("resources"), f"{where}: resources"),
         path=where,
     )
     validate_suite(suite, where)

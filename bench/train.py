@@ -92,8 +92,10 @@ def train_from_scratch(model: nn.Module, split, recipe: Recipe, ctx) -> nn.Modul
         return ctx.batcher.batches(split, recipe.batch_size, shuffle=True, augment=recipe.augment,
                                    generator=ctx.generator)
 
+    forward = torch.compile(model) if recipe.compile else model  # shares the model's parameters
+
     def loss(batch):
         x, y = batch
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(forward(x), y)
 
     return run_epochs(model, optimizer, recipe.epochs, batches, loss, ctx, scheduler)

@@ -89,3 +89,35 @@ def test_cifar10_from_an_imagefolder_tarball(tmp_path):
     assert len(list((tmp_path / "cache" / "datasets").glob("*.npz"))) == 1
     again = load_dataset("cifar10", opts)  # from the decoded cache
     assert np.array_equal(again.train_x, raw.train_x)
+
+
+def _fake_cifar100(folder, n_train=200, n_test=100):
+    """A tiny copy in torchvision's cifar-100-python layout: each image filled with its label."""
+    import pickle
+
+    folder.mkdir(parents=True)
+    for part, n in (("train", n_train), ("test", n_test)):
+        labels = [i % 100 for i in range(n)]
+        data = np.repeat(np.array(labels, dtype=np.uint8)[:, None], 3 * 32 * 32, axis=1)
+        with open(folder / part, "wb") as f:
+            pickle.dump({"data": data, "fine_labels": labels, "coarse_labels": [x // 5 for x in labels]}, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"class{i:02d}" for i in range(100)]}, f)
+
+
+def test_cifar100_from_a_torchvision_copy_feeds_a_suite(tmp_path):
+    from bench.suites import load_suite
+
+    _fake_cifar100(tmp_path / "cifar-100-python")
+    raw = load_dataset("cifar100", LoadOptions(tmp_path, False, tmp_path / "cache"))
+    assert raw.train_x.shape == (200, 3, 32, 32) and raw.test_x.shape == (100, 3, 32, 32)
+    assert raw.train_y[:3].tolist() == [0, 1, 2] and len(raw.classes) == 100
+    assert (raw.train_x[7] == 7).all() and raw.source == "torchvision:cifar-100-python"
+    suite = load_suite("cifar100-resnet18", {"dataset": {"train_size": 150}})
+    splits = make_splits(raw, suite.dataset)
+    assert len(splits.train) == 150 and len(splits.val) == len(splits.test) == 50
+    with pytest.raises(UserError, match="CIFAR-100 not found under"):
+        load_dataset("cifar100", LoadOptions(tmp_path / "cache", False, tmp_path / "cache"))
+    (tmp_path / "cifar-100-python" / "test").write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match="is not a CIFAR pickle"):
+        load_dataset("cifar100", LoadOptions(tmp_path, False, tmp_path / "cache"))

@@ -164,3 +164,18 @@ def test_tune_on_ray_chooses_what_tune_in_process_chooses(cli, tiny_suite, tmp_p
         a, b = local[method]["random-10pct"], on_ray[method]["random-10pct"]
         assert a["trials"] == b["trials"] == 4
         assert (a["values"], a["best_objective"]) == (b["values"], b["best_objective"]), method
+
+
+def test_jobs_ask_for_the_suites_resources_unless_the_command_line_says(tiny_suite, ray_instance):
+    from types import SimpleNamespace
+
+    from bench.cli import _executor
+    from bench.executors import RunRequest
+
+    suite = tiny_suite(SUITE + "resources: {cpus: 2, gpus: 0}\n")
+    request = RunRequest(str(suite))
+    run = SimpleNamespace(suite=request.load()[0])
+    args = SimpleNamespace(executor="ray", ray_address=None, job_cpus=None, job_gpus=None)
+    assert (_executor(args, run, request).cpus, _executor(args, run, request).gpus) == (2, 0)
+    args.job_cpus = 1
+    assert _executor(args, run, request).cpus == 1

@@ -255,3 +255,21 @@ def test_ulira_references_unlearn_a_forget_set_of_the_real_size(cli, tiny_suite)
         assert "error" not in u, u
         assert u["forget_sizes"] == [r["forget_set"]["size"]] * 4
         assert u["n_references"] + u["n_references_failed"] == 4 and u["mean_in_per_example"] > 0.5
+
+
+def test_recipe_compile_trains_through_torch_compile_and_keys_the_original(cli, tiny_suite, monkeypatch):
+    """`recipe.compile: true` routes the training forward pass through torch.compile (recorded here,
+    not compiled: a real compile takes ~40 s on CPU; the GPU check times the real one) and is part
+    of the original model's key, so compiled and eager originals never share a cache file."""
+    import torch
+
+    from bench.suites import load_suite
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled.append(model) or model)
+    code, _, err = cli("run", tiny_suite(), "--quiet", "--set", "recipe.compile=true", "--seeds", "0",
+                       "--methods", "retrain")
+    assert code == 0, err
+    assert len(compiled) == 2 and all(isinstance(m, torch.nn.Module) for m in compiled)  # original, retrain
+    eager, opted = load_suite(str(tiny_suite())), load_suite(str(tiny_suite()), {"recipe": {"compile": True}})
+    assert eager.suite_hash != opted.suite_hash
