@@ -137,6 +137,8 @@ def _common(p):
                    help="where datasets live (default: $UNLEARN_BENCH_DATA)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="decoded datasets and trained models (default: $UNLEARN_BENCH_CACHE or ~/.cache/unlearn-bench)")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write into the checkout's results folder although the code has uncommitted changes")
 
 
 def _leaderboard_path(args) -> Path:
@@ -172,22 +174,22 @@ def _prepare(args):
     for plugin in args.plugin:
         load_plugin(plugin)
     overrides = parse_overrides(args.overrides)
-    suite = load_suite(args.suite, overrides)
+    own = [n for n, _ in load_suite(args.suite).methods]
+    for name in getattr(args, "methods", None) or []:
+        method_registry().get(name)  # an unknown name: one line with the closest registered names
+    # a registered method the suite lacks runs with its defaults (and --set): a method author's first run
+    added = tuple(m for m in getattr(args, "methods", None) or [] if m not in own and m not in ("original", "retrain"))
+    suite = load_suite(args.suite, overrides, added)
     tuned_file = args.results / suite.name / TUNED_FILE
     # `run` uses the folder's tuned configs whenever it has them; `--tuned` insists on them
     use_tuned = getattr(args, "tuned", False) or (args.command == "run" and tuned_file.is_file())
-    for name in getattr(args, "methods", None) or []:
-        method_registry().get(name)
-        if name not in dict(suite.methods) and name not in ("original", "retrain"):
-            raise UserError(f"--methods {name}: not a method of suite '{suite.name}'; add it to the suite "
-                            f"or choose from {', '.join(n for n, _ in suite.methods)}.")
     for seed in getattr(args, "seeds", None) or []:
         if seed not in suite.seeds:
             raise UserError(f"--seeds {seed}: not a seed of suite '{suite.name}' ({list(suite.seeds)}).")
     data_root, path = _data_root(args), lambda p: str(p) if p is not None else None  # noqa: E731
     request = RunRequest(
         suite=str(resolve_suite_path(args.suite).resolve()), overrides=overrides,
-        plugins=tuple(str(Path(p).resolve()) for p in args.plugin), tuned_file=path(tuned_file) if use_tuned else None,
+        plugins=tuple(str(Path(p).resolve()) for p in args.plugin), added_methods=added, tuned_file=path(tuned_file) if use_tuned else None,
         results_dir=str(args.results), cache_dir=path(args.cache_dir), data_root=path(data_root),
         download=args.download, device=args.device,
         methods=tuple(args.methods) if getattr(args, "methods", None) else None,
@@ -202,6 +204,10 @@ def _locked_suite(args):
     refused at once), then the suite and options, all checked before anything is written."""
     _check_paths(args)
     with ResultsLock(args.results):
+        if not args.allow_dirty:
+            from bench.environment import check_publishable
+
+            check_publishable(args.results)
         yield _prepare(args)
 
 

@@ -20,6 +20,15 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def fix_threads(threads: int) -> None:
+    """One thread count for torch and numpy's BLAS, whatever the machine has: the same results on
+    every machine (CPU kernels split their sums by thread) and timings that compare."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -36,14 +45,30 @@ def code_is_dirty(porcelain: str) -> bool:
     return any(not (p.startswith("results/") or p == "results" or p == "leaderboard.md") for p in paths)
 
 
-def environment(device: torch.device, data_source: str) -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=Path(__file__).parent).stdout.strip()
-        except OSError:
-            return ""
+def git(*args: str) -> str:
+    """Output of a git command run in the harness's own checkout ("" when git or the checkout is missing)."""
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        return ""
 
+
+def check_publishable(results_dir: Path) -> None:
+    """Refuse to write into a results folder inside the harness's git checkout (the published
+    `results/`) while the code differs from the commit the records would name."""
+    top = git("rev-parse", "--show-toplevel")
+    if not top or not Path(results_dir).resolve().is_relative_to(Path(top).resolve()):
+        return  # not a checkout, or a scratch folder elsewhere: nothing is published there
+    changed = git("status", "--porcelain")
+    if code_is_dirty(changed):
+        first = next(line[3:] for line in changed.splitlines() if code_is_dirty(line))
+        raise UserError(f"the code differs from commit {git('rev-parse', '--short', 'HEAD')} ({first} and maybe "
+                        f"more), and '{results_dir}' is inside the checkout, where published results live; commit "
+                        "first, write elsewhere with --results, or pass --allow-dirty.")
+
+
+def environment(device: torch.device, data_source: str) -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(), "data_source": data_source,

@@ -45,6 +45,7 @@ class RunRequest:
     suite: str  # built-in suite name or absolute path
     overrides: dict = field(default_factory=dict)
     plugins: tuple[str, ...] = ()  # absolute paths
+    added_methods: tuple[str, ...] = ()  # registered methods run with their defaults although the suite lacks them
     tuned_file: str | None = None  # results/<suite>/tuned.yaml when the run uses tuned configs
     results_dir: str = "results"
     cache_dir: str | None = None
@@ -71,13 +72,13 @@ class RunRequest:
 
         for plugin in self.plugins:
             load_plugin(plugin)
-        suite = load_suite(self.suite, self.overrides)
+        suite = load_suite(self.suite, self.overrides, self.added_methods)
         tuned = tuned_configs(suite, Path(self.tuned_file)) if self.tuned_file else {}
         opts = RunOptions(results_dir=Path(self.results_dir),
                           cache_dir=Path(self.cache_dir) if self.cache_dir else default_cache_dir(),
                           data_root=Path(self.data_root) if self.data_root else None, download=self.download,
                           device=self.device, methods=self.methods, seeds=self.seeds,
-                          progress=progress or Progress(enabled=False), tuned=tuned)
+                          progress=progress or Progress(enabled=False), tuned=tuned, added=self.added_methods)
         return suite, opts
 
 
@@ -106,14 +107,13 @@ _worker_runs: dict = {}
 
 def run_job(request: RunRequest, job: Job, threads: int):
     """A job in a worker process: its SuiteRun is built on first use and kept for later jobs."""
-    import torch
-
     from bench.runner import SuiteRun
 
-    key = repr(request)
+    key = (repr(request), threads)
     if key not in _worker_runs:
-        _worker_runs[key] = SuiteRun(*request.load())
-    torch.set_num_threads(threads)  # the CPUs the scheduler gave this job, not the whole node
+        suite, opts = request.load()
+        opts.threads = threads  # the CPUs the scheduler gave this job, not the whole node
+        _worker_runs[key] = SuiteRun(suite, opts)
     return execute_job(_worker_runs[key], job)
 
 

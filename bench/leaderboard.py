@@ -217,6 +217,8 @@ def _label(record: dict, records: list[dict]) -> str:
     label = record["method"] if len(hashes) == 1 else f"{record['method']} [{record['config_hash'][:8]}]"
     if record["method"] in ("original", "retrain"):
         return label + " (reference)"
+    if str(record.get("config_source", "")).startswith("default (added"):
+        label += " (added)"  # run with --methods although its suite lacks it: its defaults, not the suite's
     off = record["forget_set"]["protocol"] not in record.get("method_protocols", ("random", "class", "file"))
     return label + (" †" if off else "")
 

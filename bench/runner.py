@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from bench.api import RunContext, UnlearnData
 from bench.attacks import AttackInput, attack_registry, run_attacks
 from bench.cost import measure
 from bench.data import Batcher, LoadOptions, Split, load_dataset, make_splits
-from bench.environment import environment, pick_device, seed_everything
+from bench.environment import environment, fix_threads, pick_device, seed_everything
 from bench.errors import Diverged, UserError
 from bench.evaluate import accuracy_metrics, collapse_reason, evaluate, flatten_outputs, outputs_of
 from bench.execute import call_method
@@ -43,6 +42,7 @@ from bench.train import train_from_scratch
 from bench.unlearned_references import attacked_keys, unlearned_references
 
 REFERENCE_METHODS = ("original", "retrain")
+ADDED = "default (added with --methods; not in the suite)"  # config_source of such a method's records
 
 
 @dataclass
@@ -56,6 +56,8 @@ class RunOptions:
     seeds: tuple[int, ...] | None = None
     progress: Progress = field(default_factory=Progress)
     tuned: dict = field(default_factory=dict)  # (method, forget set) -> (config, "tuned (N trials)")
+    threads: int | None = None  # CPU threads (default: the suite's resources.cpus)
+    added: tuple[str, ...] = ()  # methods run with their defaults though the suite lacks them (`--methods`)
 
 
 class SuiteRun:
@@ -64,8 +66,7 @@ class SuiteRun:
     def __init__(self, suite: Suite, opts: RunOptions):
         self.suite, self.opts = suite, opts
         self.device = pick_device(opts.device)
-        if self.device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)  # fixed thread count: repeatable timings
+        fix_threads(opts.threads or max(1, int(suite.resources.cpus)))
         self.raw = load_dataset(suite.dataset.name, LoadOptions(opts.data_root, opts.download, opts.cache_dir))
         self.splits = make_splits(self.raw, suite.dataset)
         self.num_classes = len(self.raw.classes)
@@ -194,7 +195,7 @@ class SuiteRun:
             "forget_set": fs.summary(), "method_protocols": list(method_protocols(method)), "code": code,
             "attack_settings": to_jsonable(self.suite.attack_settings),
             "config_source": self.opts.tuned[(method, fs.name)][1] if (method, fs.name) in self.opts.tuned
-            else "suite" if method in dict(self.suite.methods) else "default",
+            else ADDED if method in self.opts.added else "suite" if method in dict(self.suite.methods) else "default",
         }
 
     def original_of(self, seed: int):

@@ -50,8 +50,10 @@ def suite_names() -> list[str]:
 SECTIONS = ("recipe", "dataset", "eval", "attack_settings", "tuning", "resources")  # `--set SECTION.KEY=...`
 
 
-def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = None) -> Suite:
-    """Read a suite by built-in name or path, apply `--set` overrides, check everything."""
+def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = None,
+               added_methods: tuple[str, ...] = ()) -> Suite:
+    """Read a suite by built-in name or path, add `added_methods` with their defaults (`run --methods`
+    naming a registered method the suite lacks), apply `--set` overrides, check everything."""
     path = resolve_suite_path(name_or_path)
     where = str(path)
     try:
@@ -81,6 +83,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
             raise UserError(f"{where}: methods.{name}: expected a mapping of hyperparameters (e.g. {{lr: 0.01}}) "
                             f"or {{}}, got {params!r}.")
     methods_raw = {k: dict(v or {}) for k, v in methods_raw.items()}
+    methods_raw.update({m: {} for m in added_methods if m not in methods_raw})
     for section, values in (overrides or {}).items():
         if section in SECTIONS:
             raw[section] = {**(raw.get(section) or {}), **values}

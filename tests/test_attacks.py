@@ -1,6 +1,7 @@
 """Attacks against known answers: chance, perfect separation, exact statistics, determinism."""
 
 import numpy as np
+from hypothesis import given, settings, strategies as st
 import pytest
 import torch
 from scipy.stats import norm
@@ -258,3 +259,39 @@ def test_confidence_threshold_is_gone_and_every_attack_is_listed(cli):
     assert code == 0
     listed = {line.split()[0] for line in out.splitlines()}
     assert listed == {"simple", "loss_threshold", "mia_efficacy", "lira", "rmia", "ulira"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=40), st.lists(st.integers(-3, 3), min_size=1, max_size=40),
+       st.sampled_from([1.0, 0.5, 1e-3]))
+def test_roc_curve_and_auc_are_sklearns_point_for_point(members, nonmembers, scale):
+    """The harness's ROC (kept for speed) against sklearn's, on scores with many ties."""
+    from sklearn.metrics import roc_auc_score, roc_curve as sk_roc_curve
+
+    from bench.attacks.base import roc_curve, roc_metrics
+
+    m, n = np.array(members) * scale, np.array(nonmembers) * scale
+    y, s = np.r_[np.ones(len(m)), np.zeros(len(n))], np.r_[m, n]
+    fpr, tpr, _ = sk_roc_curve(y, s)
+    ours = roc_curve(y, s)
+    assert np.array_equal(ours[0], fpr) and np.array_equal(ours[1], tpr)
+    assert roc_metrics(m, n)["auc"] == roc_auc_score(y, s)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_simple_mia_scores_are_sklearns_cross_validate(seed):
+    """The unrolled cross-validation gives the kit's `cross_validate` numbers exactly."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedShuffleSplit, cross_validate
+
+    from bench.attacks.base import balanced_sample
+    from bench.attacks.population import simple_mia_scores
+
+    rng = np.random.default_rng(seed)
+    members, nonmembers = rng.exponential(1.0, 90), np.round(rng.exponential(1.3, 300), 2)
+    ours = simple_mia_scores(members, nonmembers, seed=seed)
+    a, b = balanced_sample(members, nonmembers, seed)
+    x, y = np.r_[a, b].reshape(-1, 1), np.r_[np.ones(len(a)), np.zeros(len(b))].astype(int)
+    kit = cross_validate(LogisticRegression(), x, y, cv=StratifiedShuffleSplit(n_splits=10, random_state=seed),
+                         scoring=("accuracy", "roc_auc"))
+    assert ours["accuracy"] == np.mean(kit["test_accuracy"]) and ours["auc"] == np.mean(kit["test_roc_auc"])

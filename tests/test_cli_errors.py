@@ -62,3 +62,23 @@ def test_broken_plugins_are_named(cli, tmp_path, forget_plugins):
                    "@register_method('finetune')\ndef f(model, data, cfg, ctx):\n    return model\n")
     _assert_clean_failure(*cli("list", "methods", "--plugin", dup), "dup_plugin.py",
                           "'finetune' is registered twice")
+
+
+def test_a_dirty_checkout_does_not_write_its_published_results(cli, tiny_suite, tmp_path, monkeypatch):
+    """The results folder inside the checkout takes records from a clean commit only; a folder
+    elsewhere, or --allow-dirty, is written as usual. (git's answers are faked: the checkout is
+    this test's folder, with an edited bench/train.py.)"""
+    import bench.environment as environment
+
+    answers = {("rev-parse", "--show-toplevel"): str(tmp_path), ("status", "--porcelain"): " M bench/train.py\n",
+               ("rev-parse", "--short", "HEAD"): "abc1234", ("rev-parse", "HEAD"): "abc1234" * 5}
+    monkeypatch.setattr(environment, "git", lambda *args: answers[args])
+    suite = tiny_suite()
+    code, out, err = cli("run", suite, "--quiet", "--seeds", "0", "--methods", "retrain")
+    assert code == 2 and "differs from commit abc1234 (bench/train.py" in err and "--allow-dirty" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "results").exists()
+    code, _, err = cli("run", suite, "--quiet", "--seeds", "0", "--methods", "retrain", "--allow-dirty")
+    assert code == 0, err
+    answers[("status", "--porcelain")] = " M leaderboard.md\n?? results/tiny/\n"  # published data only: clean
+    code, _, err = cli("run", suite, "--quiet", "--seeds", "1", "--methods", "retrain")
+    assert code == 0, err

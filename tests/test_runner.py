@@ -131,6 +131,17 @@ def my_method(model, data, cfg, ctx):
     code, _, err = cli("run", _suite_with(tiny_suite, "my_method"), "--quiet", "--plugin", plugin)
     assert code == 0, err
     assert "| my_method " in Path("leaderboard.md").read_text()
+    # a method the suite lacks, named with --methods: runs with its defaults and --set, and says so
+    code, _, err = cli("run", tiny_suite(), "--quiet", "--plugin", plugin, "--methods", "my_method",
+                       "--set", "my_method.lr=0.02", "--results", "added")
+    assert code == 0, err
+    from bench.runner import ADDED
+
+    mine = [r for r in load_records(Path("added")) if r["method"] == "my_method"]
+    assert len(mine) == 2 and {r["config_source"] for r in mine} == {ADDED}
+    assert {r["method_config"]["lr"] for r in mine} == {0.02}
+    assert {r["method"] for r in load_records(Path("added"))} == {"original", "retrain", "my_method"}
+    assert "| my_method (added) " in Path("leaderboard.md").read_text()
 
 
 def test_leaderboard_is_regenerated_byte_for_byte(cli, tiny_suite):
