@@ -295,3 +295,12 @@ def test_simple_mia_scores_are_sklearns_cross_validate(seed):
     kit = cross_validate(LogisticRegression(), x, y, cv=StratifiedShuffleSplit(n_splits=10, random_state=seed),
                          scoring=("accuracy", "roc_auc"))
     assert ours["accuracy"] == np.mean(kit["test_accuracy"]) and ours["auc"] == np.mean(kit["test_roc_auc"])
+
+
+def test_every_attack_declares_its_table_label_and_strength():
+    """The leaderboard reads these (headline attack, column names); nothing is hard-coded there."""
+    from bench.attacks import attack_registry
+
+    for entry in attack_registry.entries():
+        assert isinstance(entry.meta.get("label"), str) and entry.meta["label"], entry.name
+        assert entry.meta.get("strength") in (0, 1, 2, 3, 4), entry.name

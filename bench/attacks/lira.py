@@ -62,7 +62,7 @@ def lira_scores(target, ref, in_mask, online: bool, fixed_variance: bool, out_ma
     return score.mean(axis=-1)
 
 
-@register_attack("lira", needs_references=True)
+@register_attack("lira", needs_references=True, label="LiRA", strength=3)
 def lira(a: AttackInput) -> AttackResult:
     """LiRA (Carlini et al. 2022): per-example Gaussian likelihood ratio from K reference models."""
     views = {"forget": _reference_view(a, a.members()), "test": _reference_view(a, a.nonmembers())}
@@ -119,7 +119,7 @@ def _tune_a(refs, m: int, gamma: float, seed: int) -> float:
     return best[1]
 
 
-@register_attack("rmia", needs_references=True)
+@register_attack("rmia", needs_references=True, label="RMIA", strength=2)
 def rmia(a: AttackInput) -> AttackResult:
     """RMIA (Zarifzadeh et al. 2024), offline, with m reference models and population data."""
     refs, st = a.references, a.settings

@@ -42,7 +42,7 @@ def simple_mia_scores(member_loss: np.ndarray, nonmember_loss: np.ndarray,
             "n_members": int(len(members)), "n_nonmembers": int(len(nonmembers))}
 
 
-@register_attack("simple")
+@register_attack("simple", label="Simple MIA", strength=1)
 def simple_mia(a: AttackInput) -> AttackResult:
     """Kit / SCRUB simple MIA: loss-only logistic regression, forget (members) vs held-out.
 
@@ -64,13 +64,13 @@ def simple_mia(a: AttackInput) -> AttackResult:
                         result.member_scores, result.nonmember_scores)
 
 
-@register_attack("loss_threshold")
+@register_attack("loss_threshold", label="Loss threshold", strength=1)
 def loss_threshold(a: AttackInput) -> AttackResult:
     """Population threshold on the loss (Yeom et al. 2018): lower loss, more likely a member."""
     return scored(-a.members()["loss"], -a.nonmembers()["loss"])
 
 
-@register_attack("mia_efficacy")
+@register_attack("mia_efficacy", label="MIA-Efficacy", strength=0)
 def mia_efficacy(a: AttackInput) -> AttackResult:
     """SalUn's MIA-Efficacy: SVC on true-class probability, retain vs test, applied to forget.
 

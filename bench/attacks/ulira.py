@@ -15,7 +15,7 @@ from bench.attacks.base import AttackInput, AttackResult, register_attack, score
 from bench.attacks.lira import lira_scores
 
 
-@register_attack("ulira", needs_references=True, needs_unlearned_references=True)
+@register_attack("ulira", needs_references=True, needs_unlearned_references=True, label="U-LiRA", strength=4)
 def ulira(a: AttackInput) -> AttackResult:
     """U-LiRA (Hayes et al. 2024): LiRA whose IN models were trained on x, then unlearned by the method."""
     u = a.unlearned
