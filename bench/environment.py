@@ -45,25 +45,27 @@ def code_is_dirty(porcelain: str) -> bool:
     return any(not (p.startswith("results/") or p == "results" or p == "leaderboard.md") for p in paths)
 
 
-def git(*args: str) -> str:
-    """Output of a git command run in the harness's own checkout ("" when git or the checkout is missing)."""
+def git(*args: str, cwd: Path | None = None) -> str:
+    """Output of a git command run in `cwd` (default: the harness's own checkout); "" when git or the
+    checkout is missing."""
     try:
         return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).parent).stdout.strip()
+                              cwd=cwd or Path(__file__).parent).stdout.rstrip()  # porcelain lines start with a space
     except OSError:
         return ""
 
 
-def check_publishable(results_dir: Path) -> None:
+def check_publishable(results_dir: Path, checkout: Path | None = None) -> None:
     """Refuse to write into a results folder inside the harness's git checkout (the published
     `results/`) while the code differs from the commit the records would name."""
-    top = git("rev-parse", "--show-toplevel")
+    top = git("rev-parse", "--show-toplevel", cwd=checkout)
     if not top or not Path(results_dir).resolve().is_relative_to(Path(top).resolve()):
         return  # not a checkout, or a scratch folder elsewhere: nothing is published there
-    changed = git("status", "--porcelain")
+    changed = git("status", "--porcelain", cwd=checkout)
     if code_is_dirty(changed):
         first = next(line[3:] for line in changed.splitlines() if code_is_dirty(line))
-        raise UserError(f"the code differs from commit {git('rev-parse', '--short', 'HEAD')} ({first} and maybe "
+        raise UserError(f"the code differs from commit {git('rev-parse', '--short', 'HEAD', cwd=checkout)} "
+                        f"({first} and maybe "
                         f"more), and '{results_dir}' is inside the checkout, where published results live; commit "
                         "first, write elsewhere with --results, or pass --allow-dirty.")
 

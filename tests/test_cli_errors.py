@@ -72,7 +72,7 @@ def test_a_dirty_checkout_does_not_write_its_published_results(cli, tiny_suite, 
 
     answers = {("rev-parse", "--show-toplevel"): str(tmp_path), ("status", "--porcelain"): " M bench/train.py\n",
                ("rev-parse", "--short", "HEAD"): "abc1234", ("rev-parse", "HEAD"): "abc1234" * 5}
-    monkeypatch.setattr(environment, "git", lambda *args: answers[args])
+    monkeypatch.setattr(environment, "git", lambda *args, cwd=None: answers[args])
     suite = tiny_suite()
     code, out, err = cli("run", suite, "--quiet", "--seeds", "0", "--methods", "retrain")
     assert code == 2 and "differs from commit abc1234 (bench/train.py" in err and "--allow-dirty" in err
@@ -82,3 +82,28 @@ def test_a_dirty_checkout_does_not_write_its_published_results(cli, tiny_suite, 
     answers[("status", "--porcelain")] = " M leaderboard.md\n?? results/tiny/\n"  # published data only: clean
     code, _, err = cli("run", suite, "--quiet", "--seeds", "1", "--methods", "retrain")
     assert code == 0, err
+
+
+def test_dirtiness_is_read_from_a_real_checkout(tmp_path):
+    """With real git: a deleted or new published file keeps the checkout clean (porcelain's leading
+    space included); an edited code file makes it dirty, and writing its results/ is refused."""
+    import subprocess
+
+    from bench.environment import check_publishable
+    from bench.errors import UserError
+
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,  # noqa: E731
+                                    check=True, capture_output=True)
+    (tmp_path / "results" / "s").mkdir(parents=True)
+    (tmp_path / "results" / "s" / "a.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    (tmp_path / "results" / "s" / "a.json").unlink()  # " D results/s/a.json": a leading space
+    (tmp_path / "leaderboard.md").write_text("new")
+    check_publishable(tmp_path / "results", checkout=tmp_path)
+    (tmp_path / "code.py").write_text("x = 2\n")
+    with pytest.raises(UserError, match=r"differs from commit \w+ \(code.py"):
+        check_publishable(tmp_path / "results", checkout=tmp_path)
+    check_publishable(tmp_path.parent / "elsewhere", checkout=tmp_path)  # outside the checkout: allowed
