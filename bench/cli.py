@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser("leaderboard", help="regenerate the leaderboard from the results folder")
     _paths(board)
+    board.add_argument("--format", choices=("md", "csv", "json"), default="md",
+                       help="md: the leaderboard (default); csv or json: its aggregated rows, one per suite, "
+                            "forget set and method (default file: leaderboard.csv/.json beside leaderboard.md)")
 
     spd = sub.add_parser("speed", help="images/s of the harness training loop against a kit-style "
                                        "ImageFolder + DataLoader loop, same net and images")
@@ -274,9 +277,13 @@ def cmd_leaderboard(args) -> int:
                         f"or pass --results.")
     _check_paths(args)
     with ResultsLock(args.results):
-        from bench.leaderboard import write_leaderboard
+        from bench.leaderboard import write_export, write_leaderboard
 
-        print(write_leaderboard(args.results, _leaderboard_path(args)))
+        if args.format == "md":
+            print(write_leaderboard(args.results, _leaderboard_path(args)))
+        else:
+            output = args.leaderboard or _leaderboard_path(args).with_suffix(f".{args.format}")
+            print(write_export(args.results, output, args.format))
     return 0
 
 

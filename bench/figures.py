@@ -1,8 +1,11 @@
-"""Figures from saved outputs: loss histograms (forget vs test) and log-log ROC curves per attack.
+"""Figures of a leaderboard section: the two trade-offs (Avg. Gap vs RTE; privacy gap vs utility
+gap) from the aggregated rows, and from the lowest seed's saved outputs loss histograms (forget
+vs test) and log-log ROC curves per attack.
 
-Drawn with matplotlib's Agg backend (no display), from the lowest seed's runs of each method,
-into `<results>/<suite>/figures/`. PNGs carry no software metadata, so the same records give
-the same files.
+Drawn with matplotlib's Agg backend (no display) into `<results>/<suite>/figures/`. Every value
+is drawn: axes are sized to the data, and what cannot be placed on a log axis (a loss or rate
+of 0, an infinite loss) sits on the axis edge with a marker. PNGs carry no software metadata, so
+the same records give the same files.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
 
+from bench.attacks.base import roc_curve  # noqa: E402
 from bench.files import atomic_write  # noqa: E402
 
 PNG = {"metadata": {"Software": None}, "dpi": 100}
@@ -28,16 +31,21 @@ def _save(fig, path: Path) -> None:
 
 
 def loss_histograms(runs: list[tuple[str, dict]], path: Path, title: str) -> Path:
-    """One panel per method: histograms of log10 loss on the forget set and the test split."""
+    """One panel per method: histograms of log10 loss on the forget set and the test split, on
+    bins shared by all panels and spanning every finite value; a loss of 0 or +inf is drawn in the
+    first or last bin and counted in the panel ("k off-scale")."""
     cols = 4
     rows = math.ceil(len(runs) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-    bins = np.linspace(-8, 3, 56)
+    bins, logs = histogram_bins(runs)
     for ax, (label, out) in zip(axes.flat, runs):
+        off = 0
         for split, colour in (("forget", "tab:red"), ("test", "tab:blue")):
-            loss = np.log10(np.maximum(out[f"{split}_loss"].astype(np.float64), 1e-8))
-            ax.hist(loss, bins=bins, density=True, alpha=0.5, color=colour, label=split)
-        ax.set_title(label, fontsize=10)
+            loss = logs[(label, split)]
+            off += int((~np.isfinite(loss)).sum())
+            ax.hist(np.clip(np.nan_to_num(loss, posinf=bins[-1], neginf=bins[0]), bins[0], bins[-1]),
+                    bins=bins, density=True, alpha=0.5, color=colour, label=split)
+        ax.set_title(label + (f"  ({off} off-scale ▶)" if off else ""), fontsize=10)
         ax.set_xlabel("log10 loss", fontsize=8)
     for ax in list(axes.flat)[len(runs):]:
         ax.axis("off")
@@ -48,17 +56,87 @@ def loss_histograms(runs: list[tuple[str, dict]], path: Path, title: str) -> Pat
     return path
 
 
+def histogram_bins(runs: list[tuple[str, dict]]) -> tuple[np.ndarray, dict]:
+    """Bins spanning every finite log10 loss of every run, and those log10 losses by (run, split)."""
+    logs = {(label, split): _log10(out[f"{split}_loss"]) for label, out in runs for split in ("forget", "test")}
+    finite = np.concatenate([v[np.isfinite(v)] for v in logs.values()] or [np.zeros(0)])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return np.linspace(lo, hi + max(1e-6, 0.01 * (hi - lo)), 56), logs
+
+
+def _log10(loss: np.ndarray) -> np.ndarray:
+    """log10 of a loss; 0 becomes -inf and NaN +inf (both drawn on the axis edge, and counted)."""
+    loss = np.asarray(loss, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isnan(loss), np.inf, np.log10(loss))
+
+
 def roc_plot(curves: list[tuple[str, np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
-    """Log-log ROC, one curve per method, from saved member and non-member attack scores."""
+    """Log-log ROC, one curve per method, from saved member and non-member attack scores. The axes
+    start at half the smallest non-zero rate any curve can have; rates of 0 sit on that edge."""
     fig, ax = plt.subplots(figsize=(6, 5))
+    floor = 0.5 / max(max(len(m), len(n)) for _, m, n in curves)
     for label, member, nonmember in curves:
         y = np.r_[np.ones(len(member)), np.zeros(len(nonmember))]
-        fpr, tpr, _ = roc_curve(y, np.r_[member, nonmember].astype(np.float64))
-        ax.plot(np.maximum(fpr, 1e-5), np.maximum(tpr, 1e-5), label=label, lw=1.2)
-    ax.plot([1e-5, 1], [1e-5, 1], "k:", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1),
+        fpr, tpr = roc_curve(y, np.r_[member, nonmember].astype(np.float64))
+        ax.plot(np.maximum(fpr, floor), np.maximum(tpr, floor), label=label, lw=1.2)
+    ax.plot([floor, 1], [floor, 1], "k:", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1),
            xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def _reference(row: dict) -> str | None:
+    return next((r for r in ("retrain", "original") if row["method"] == f"{r} (reference)"), None)
+
+
+def _points(ax, rows, x_key, y_key, x_default=None):
+    """One labelled point per row with std error bars; retrain and original marked."""
+    style = {"retrain": dict(marker="*", ms=14, color="tab:green"), "original": dict(marker="s", ms=8, color="k")}
+    for row in rows:
+        x = row.get(x_key, x_default)
+        if x is None or y_key not in row:
+            continue
+        ref = _reference(row)
+        yerr = row.get(f"{y_key}_std", row.get(f"{y_key}_ci")) or 0  # Avg. Gap carries its 95% CI
+        ax.errorbar(x, row[y_key], xerr=row.get(f"{x_key}_std") or 0, yerr=yerr,
+                    fmt=style.get(ref, {}).get("marker", "o"), ms=style.get(ref, {}).get("ms", 6),
+                    color=style.get(ref, {}).get("color"), capsize=2, lw=0.8)
+        ax.annotate(row["method"].replace(" (reference)", ""), (x, row[y_key]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+
+
+def cost_plot(rows: list[dict], path: Path, title: str) -> Path:
+    """Avg. Gap (down is closer to retrain) against RTE (right is cheaper, log axis); the original,
+    which has no unlearning time, is a dashed line at its gap."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    _points(ax, [r for r in rows if _reference(r) != "original"], "rte", "avg_gap")
+    original = next((r for r in rows if _reference(r) == "original" and "avg_gap" in r), None)
+    if original:
+        ax.axhline(original["avg_gap"], color="k", ls="--", lw=0.8, label="original (no unlearning)")
+        ax.legend(fontsize=8, loc="upper left")
+    ax.set(xscale="log", xlabel="RTE: retrain time / method time (log; right = cheaper)",
+           ylabel="Avg. Gap to retrain, points (down = closer)",
+           title=f"closeness vs cost: {title}\n(bars: RTE ± std over seeds, Avg. Gap ± 95% CI)")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def privacy_utility_plot(rows: list[dict], path: Path, title: str, attack: str) -> Path:
+    """The headline attack's AUC gap to retrain (0 = like retrain) against the utility gap (retain
+    and test accuracy vs retrain); retrain sits at (0, 0) by definition."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    _points(ax, rows, "utility_gap", "privacy_gap")
+    ax.axhline(0, color="tab:green", lw=0.8, ls=":")
+    ax.set(xlabel="utility gap: mean |Δ| retain and test accuracy vs retrain, points (left = closer)",
+           ylabel=f"{attack} AUC − retrain's (0 = like retrain)",
+           title=f"privacy vs utility: {title}\n(bars: ± std over seeds)")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
     return path

@@ -1,0 +1,195 @@
+"""One leaderboard section (suite × forget set) aggregated over seeds: one row of numbers per method.
+
+Every gap is taken against the retrain run of the same seed and forget set; means and spreads
+are over the seeds whose runs are `ok` (failed, diverged and collapsed runs are only counted).
+The markdown tables, the CSV/JSON export and the trade-off figures all read these rows, so they
+cannot disagree. Names and meanings of the fields: `bench.metrics`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from bench.metrics import ATTACK_METRICS
+from bench.statistics import mean_ci, ranks
+
+GAP_KEYS = {False: ("forget_acc", "retain_acc", "test_acc", "simple_mia"),
+            True: ("forget_acc", "retain_acc", "test_acc_remaining", "simple_mia")}
+UTILITY_KEYS = {False: ("retain_acc", "test_acc"), True: ("retain_acc", "test_acc_remaining")}
+REFERENCE_METHODS = ("original", "retrain")
+
+
+def utility(record: dict, class_forgetting: bool) -> dict[str, float]:
+    """A record's accuracies and simple MIA in %; a value the record lacks is left out."""
+    m = record.get("metrics") or {}
+    sources = {"forget_acc": m.get("forget_acc"), "retain_acc": m.get("retain_acc"), "test_acc": m.get("test_acc"),
+               "simple_mia": (m.get("mia") or {}).get("simple", {}).get("accuracy"),
+               "mia_efficacy": (m.get("mia") or {}).get("mia_efficacy", {}).get("efficacy")}
+    if class_forgetting:
+        sources.update(test_acc_remaining=m.get("test_acc_remaining"), test_acc_forgotten=m.get("test_acc_forgotten"))
+    return {k: 100 * v for k, v in sources.items() if isinstance(v, (int, float))}
+
+
+def retrain_by_seed(records: list[dict]) -> dict[int, dict]:
+    """The retrain reference of each seed in one section: its first `ok` record by config hash.
+    Every number of the section compares against this one choice."""
+    chosen: dict[int, dict] = {}
+    for r in sorted(records, key=lambda r: r["config_hash"]):
+        if r["method"] == "retrain" and r["status"] == "ok":
+            chosen.setdefault(r["seed"], r)
+    return chosen
+
+
+def label(record: dict, records: list[dict]) -> str:
+    """A method's row name: its config hash when a section has several configs of it, a mark when it
+    was added with --methods, † when it runs on a forget protocol it was not designed for."""
+    hashes = {r["config_hash"] for r in records if r["method"] == record["method"]}
+    name = record["method"] if len(hashes) == 1 else f"{record['method']} [{record['config_hash'][:8]}]"
+    if record["method"] in REFERENCE_METHODS:
+        return name + " (reference)"
+    if str(record.get("config_source", "")).startswith("default (added"):
+        name += " (added)"  # run with --methods although its suite lacks it: its defaults, not the suite's
+    off = record["forget_set"]["protocol"] not in record.get("method_protocols", ("random", "class", "file"))
+    return name + (" †" if off else "")
+
+
+def mia(record: dict) -> dict:
+    return (record.get("metrics") or {}).get("mia") or {}
+
+
+def attacks_in(records: list[dict]) -> list[str]:
+    """Attacks found in the records that are still registered (a retired one in older records is
+    not shown), strongest first (`strength`, declared where each attack is registered)."""
+    from bench.attacks import attack_registry
+
+    names = {a for r in records if r["status"] == "ok" for a in mia(r) if a in attack_registry}
+    return sorted(names, key=lambda a: (-attack_registry.get(a).meta.get("strength", 0), a))
+
+
+def headline_attack(records: list[dict]) -> str | None:
+    """The strongest attack with a ROC (strength > 0) the section's records have."""
+    from bench.attacks import attack_registry
+
+    strong = [a for a in attacks_in(records) if attack_registry.get(a).meta.get("strength", 0) > 0]
+    return strong[0] if strong else None
+
+
+def _stats(row: dict, key: str, values: list[float]) -> None:
+    """`key`: the mean; `key_std`: the sample std (None below two values); nothing when no value."""
+    if values:
+        row[key] = float(np.mean(values))
+        row[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _per_seed(ok: list[dict], retrain: dict[int, dict], value) -> dict[int, float]:
+    """{seed: value(run, its retrain)} over the runs whose value exists (value returns None if not)."""
+    out = {}
+    for r in ok:
+        if r["seed"] in retrain:
+            v = value(r, retrain[r["seed"]])
+            if v is not None:
+                out[r["seed"]] = v
+    return out
+
+
+def _mean_abs_gap(keys, class_forgetting):
+    def gap(run, ref):
+        a, b = utility(run, class_forgetting), utility(ref, class_forgetting)
+        shared = [k for k in keys if k in a and k in b]
+        return float(np.mean([abs(a[k] - b[k]) for k in shared])) if shared else None
+    return gap
+
+
+def _attack_gap(attack: str, key: str):
+    def gap(run, ref):
+        a, b = mia(run).get(attack, {}).get(key), mia(ref).get(attack, {}).get(key)
+        return a - b if a is not None and b is not None else None
+    return gap
+
+
+def section_rows(records: list[dict]) -> list[dict]:
+    """One row per method of one section, best Avg. Gap first, with its rank (`bench.statistics`)."""
+    class_forgetting = records[0]["forget_set"]["protocol"] == "class"
+    retrain, attacks, headline = retrain_by_seed(records), attacks_in(records), headline_attack(records)
+    groups = defaultdict(list)
+    for r in records:
+        groups[label(r, records)].append(r)
+    rows, gaps = [], {}
+    for name, runs in groups.items():
+        ok = [r for r in runs if r["status"] == "ok"]
+        statuses = defaultdict(int)
+        for r in runs:
+            statuses[r["status"]] += 1
+        first = runs[0]
+        row = {"suite": first["suite"], "forget_set": first["forget_set"]["name"], "method": name,
+               "runs": dict(sorted(statuses.items(), key=lambda kv: (kv[0] != "ok", kv[0]))), "n": len(ok)}
+        values = [utility(r, class_forgetting) for r in ok]
+        for key in sorted({k for v in values for k in v}):
+            _stats(row, key, [v[key] for v in values if key in v])
+        by_seed = _per_seed(ok, retrain, _mean_abs_gap(GAP_KEYS[class_forgetting], class_forgetting))
+        if by_seed:
+            row["avg_gap"], row["avg_gap_ci"], _ = mean_ci(list(by_seed.values()))
+            row["avg_gap_ci"] = None if np.isnan(row["avg_gap_ci"]) else row["avg_gap_ci"]
+        if first["method"] not in REFERENCE_METHODS:
+            gaps[name] = by_seed
+        if first["method"] != "original":  # the original's wall time is a training, not an unlearning
+            _stats(row, "rte", list(_per_seed(ok, retrain, lambda r, ref: ref["cost"]["wall_s"]
+                                                / max(r["cost"]["wall_s"], 1e-9)).values()))
+        _stats(row, "wall_s", [r["cost"]["wall_s"] for r in ok])
+        _stats(row, "utility_gap", list(_per_seed(ok, retrain, _mean_abs_gap(UTILITY_KEYS[class_forgetting],
+                                                                              class_forgetting)).values()))
+        if headline:
+            row["privacy_attack"] = headline
+            _stats(row, "privacy_gap", list(_per_seed(ok, retrain, _attack_gap(headline, "auc")).values()))
+        row["attacks"] = {}
+        for a in attacks:
+            cells = {"failed": sum(1 for r in ok if "error" in mia(r).get(a, {}))}
+            for key in ATTACK_METRICS:
+                _stats(cells, key, [mia(r)[a][key] for r in ok if mia(r).get(a, {}).get(key) is not None])
+                gap = list(_per_seed(ok, retrain, _attack_gap(a, key)).values())
+                if gap:
+                    cells[f"{key}_gap"] = float(np.mean(gap))
+            row["attacks"][a] = cells
+        if first["method"] != "retrain":
+            row.update(forget_quality(ok, list(retrain.values())))
+        if first["method_config"]:
+            row["config"] = dict(sorted(first["method_config"].items()))
+        row["config_source"] = first.get("config_source")
+        rows.append(row)
+    rows.sort(key=lambda row: (row.get("avg_gap", float("inf")), row["method"]))
+    rank = ranks(gaps)
+    for row in rows:
+        row["rank"] = rank.get(row["method"])
+    return rows
+
+
+def forget_quality(runs: list[dict], retrains: list[dict]) -> dict:
+    """NeurIPS 2023 forget quality over the seeds' runs against the seeds' retrains (N = seeds);
+    {} when N < 3 (the official buckets need ceil(log(N - 1)) > 0) or the outputs are unreadable."""
+    from bench.attacks.forget_quality import forget_quality as score
+    from bench.store import load_outputs
+
+    n = min(len(runs), len(retrains))
+    if n < 3:
+        return {}
+    phi = lambda rs: np.stack([load_outputs(Path(r["_file"]))["forget_conf"] for r in rs[:n]])  # noqa: E731
+    mean = lambda rs, k: float(np.mean([r["metrics"][k] for r in rs[:n]]))  # noqa: E731
+    try:
+        fq = score(phi(runs), phi(retrains), (mean(runs, "retain_acc"), mean(retrains, "retain_acc")),
+                   (mean(runs, "test_acc"), mean(retrains, "test_acc")))
+    except (OSError, KeyError, ValueError):  # outputs missing or unreadable: no score, not a crash
+        return {}
+    return {"forget_quality": float(fq["forget_quality"]), "forget_quality_n": n,
+            "forget_quality_null": float(fq["null_ceiling"])}
+
+
+def provenance(records: list[dict]) -> str:
+    """Which commits a section's records were made from, and whether any from uncommitted code."""
+    shas = sorted({(r.get("env") or {}).get("git_sha") or "unknown" for r in records})
+    dirty = sum(1 for r in records if (r.get("env") or {}).get("git_dirty"))
+    text = ", ".join(f"`{s[:10]}`" for s in shas)
+    return f"commit{'s' if len(shas) > 1 else ''} {text}" + (f" ({dirty} records from uncommitted code)"
+                                                             if dirty else " (clean)")

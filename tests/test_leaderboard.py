@@ -1,0 +1,91 @@
+"""The leaderboard as people read it: a headline table of at most ten columns per section, the two
+trade-off figures linked at its top, details per attack, and CSV/JSON exports that say the same
+numbers."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_SUITE
+
+SUITE = TINY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]") + "attacks: [simple, loss_threshold, mia_efficacy]\n"
+
+
+@pytest.fixture
+def board(cli, tiny_suite):
+    assert cli("run", tiny_suite(SUITE), "--quiet")[0] == 0
+    return Path("leaderboard.md").read_text()
+
+
+def _tables(text: str) -> list[list[list[str]]]:
+    """Every markdown table of `text` as rows of cells (header first, separator dropped)."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= {"-", ":"} for c in cells):
+                current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def test_every_table_is_at_most_ten_columns_and_the_headline_names_its_privacy_attack(board):
+    tables = _tables(board)
+    assert tables and all(len(t[0]) <= 10 for t in tables)
+    headline = tables[0][0]
+    assert headline[:3] == ["Rank", "Method", "Avg. Gap ↓"] and headline[-1] == "Runs"
+    assert "Loss threshold AUC gap (= retrain)" in headline  # the strongest attack run (strength 1, first by name)
+    assert "<details><summary>Loss threshold (loss_threshold)</summary>" in board
+    assert "produced from commit" in board
+
+
+def test_the_trade_off_figures_exist_and_are_linked_above_the_table(board):
+    section = board[board.index("## tiny"):]
+    links = re.findall(r"\[([^\]]+)\]\(([^)]+\.png)\)", section[:section.index("| Rank")])
+    names = [name for name, _ in links]
+    assert names[:2] == ["Avg. Gap vs RTE", "privacy vs utility"]
+    assert all(Path(path).is_file() and Path(path).stat().st_size > 10_000 for _, path in links)
+
+
+def test_csv_and_json_exports_say_what_the_markdown_says(board, cli):
+    assert cli("leaderboard", "--format", "csv")[0] == 0 and cli("leaderboard", "--format", "json")[0] == 0
+    rows = list(csv.DictReader(Path("leaderboard.csv").open()))
+    exported = json.loads(Path("leaderboard.json").read_text())
+    assert len(rows) == len(exported) == 4  # original, retrain, finetune, gradient_ascent: one section
+    by_method = {r["method"]: r for r in rows}
+    headline = _tables(board)[0]
+    header = headline[0]
+    for cells in headline[1:]:
+        row = by_method[cells[1]]
+        shown = dict(zip(header, cells))
+        assert shown["Avg. Gap ↓"].split(" ± ")[0] == f"{float(row['avg_gap']):.2f}"
+        for column, key in (("Forget acc (= retrain)", "forget_acc"), ("Retain acc (= retrain)", "retain_acc"),
+                            ("Test acc (= retrain)", "test_acc")):
+            assert shown[column].split(" ± ")[0] == f"{float(row[key]):.1f}"
+        if row["rte"]:
+            assert shown["RTE ↑"].split(" ± ")[0] == f"{float(row['rte']):.1f}"
+        assert shown["Runs"] == row["runs"]
+        assert shown["Rank"] == (row["rank"] or "—")
+    for j in exported:  # JSON keeps the numbers exactly; CSV prints them in full
+        flat = by_method[j["method"]]
+        assert float(flat["avg_gap"]) == pytest.approx(j["avg_gap"], rel=1e-12)
+        assert float(flat["loss_threshold_auc"]) == pytest.approx(j["attacks"]["loss_threshold"]["auc"], rel=1e-12)
+
+
+def test_loss_histograms_span_every_value_and_count_what_cannot_be_placed(tmp_path):
+    """A gradient-ascent model's losses in the thousands used to fall off a fixed axis (−8..3)."""
+    from bench.figures import histogram_bins, loss_histograms
+
+    huge = {"forget_loss": np.array([2e3, 5e3, np.inf]), "test_loss": np.array([1e-3, 0.0, 40.0])}
+    fine = {"forget_loss": np.array([0.01, 0.1]), "test_loss": np.array([1.0, 2.0])}
+    bins, logs = histogram_bins([("ga", huge), ("ft", fine)])
+    finite = np.concatenate([v[np.isfinite(v)] for v in logs.values()])
+    assert bins[0] <= finite.min() and finite.max() <= bins[-1] and finite.max() > 3.5
+    assert sum(int((~np.isfinite(v)).sum()) for v in logs.values()) == 2  # the 0 and the inf: drawn at the edges
+    assert loss_histograms([("ga", huge), ("ft", fine)], tmp_path / "h.png", "t").stat().st_size > 5_000
