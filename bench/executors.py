@@ -137,7 +137,10 @@ class RayExecutor:
         if not ray.is_initialized():
             if address and address != "auto":
                 _check_reachable(address)
-            kwargs = {"address": address} if address else {"num_cpus": num_cpus}
+            # a local instance's workers at normal priority: Ray nices them by 15, so any other process
+            # on the machine would slow the jobs down and inflate every recorded wall time
+            kwargs = {"address": address} if address else {"num_cpus": num_cpus,
+                                                           "_system_config": {"worker_niceness": 0}}
             try:
                 ray.init(**kwargs, include_dashboard=False, log_to_driver=False,
                          runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(_project_paths())}})
