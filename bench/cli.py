@@ -61,6 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     _executor_args(tune)
     _common(tune)
 
+    repro = sub.add_parser("reproduce", help="rerun published records into a scratch folder from an empty cache "
+                                             "and compare every metric with the published one")
+    repro.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help="built-in suite name or path to a .yaml")
+    repro.add_argument("--methods", nargs="+", help="rerun only these methods (original and retrain always run)")
+    repro.add_argument("--seeds", nargs="+", type=int, help="rerun only these seeds of the suite")
+    repro.add_argument("--scratch", type=Path, default=None,
+                       help="a new or empty folder for the rerun (default: a new folder in the system's temp dir)")
+    repro.add_argument("--tolerance", type=float, default=0.0,
+                       help="largest absolute difference a metric may show and still count (default: 0, exact)")
+    repro.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    repro.add_argument("--download", action="store_true", help="let torchvision download missing data")
+    repro.add_argument("--quiet", action="store_true", help="no progress output")
+    _common(repro)
+
     board = sub.add_parser("leaderboard", help="regenerate the leaderboard from the results folder")
     _paths(board)
     board.add_argument("--format", choices=("md", "csv", "json"), default="md",
@@ -271,6 +285,53 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    import tempfile
+    import time
+    from argparse import Namespace
+
+    from bench.methods_loader import load_plugin
+    from bench.reproduce import prepare_scratch, published_records, summary, verdicts
+    from bench.suites import load_suite
+    from bench.tune import TUNED_FILE
+
+    if args.tolerance < 0:
+        raise UserError(f"--tolerance {args.tolerance:g}: give 0 (exact) or a positive difference.")
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    name = load_suite(args.suite).name
+    methods = None if not args.methods else {"original", "retrain", *args.methods}
+    published = published_records(args.results, name, methods, set(args.seeds) if args.seeds else None)
+    if not published:
+        raise UserError(f"no published records of suite '{name}'{' for those methods/seeds' if args.methods or args.seeds else ''} "
+                        f"under '{args.results}'; pass --results where they are.")
+    if args.scratch is not None and args.scratch.exists() and (not args.scratch.is_dir() or any(args.scratch.iterdir())):
+        raise UserError(f"--scratch '{args.scratch}' exists and is not an empty folder; reproduce starts from "
+                        "nothing: pass a new folder.")
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix=f"unlearn-bench-reproduce-{name}-"))
+    board = scratch / "leaderboard.md"
+    rerun = Namespace(**{**vars(args), "command": "run", "results": scratch / "results", "cache_dir": scratch / "cache",
+                         "leaderboard": board, "overrides": [], "tuned": False, "allow_dirty": True})
+    prepare_scratch(scratch, args.results, name, TUNED_FILE)
+    started = time.perf_counter()
+    with _locked_suite(rerun) as (suite, opts, _):
+        from bench.executors import run_suite
+        from bench.leaderboard import write_leaderboard
+        from bench.runner import SuiteRun
+
+        counts = run_suite(SuiteRun(suite, opts))
+        write_leaderboard(rerun.results, board)
+    results = verdicts(published, rerun.results, args.tolerance)
+    for v in results:
+        if not v.exact:
+            more = f" (and {len(v.differences) - 3} more)" if len(v.differences) > 3 else ""
+            print(f"  {'within tolerance' if v.within else 'DIFFERS'}: {v.record}: {'; '.join(v.differences[:3])}{more}")
+    print(f"{name}: {summary(results, args.tolerance)} ({counts['ok']} runs in {time.perf_counter() - started:.0f} s "
+          f"from an empty cache). Rerun records: {rerun.results}; their leaderboard: {board}; published: "
+          f"{args.results} and {_leaderboard_path(args)}.")
+    return 0 if all(v.within for v in results) else 1
+
+
 def cmd_leaderboard(args) -> int:
     if not args.results.is_dir():
         raise UserError(f"results folder '{args.results}' does not exist; run `unlearn-bench run` first "
@@ -363,7 +424,8 @@ def cmd_list(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"run": cmd_run, "rescore": cmd_rescore, "tune": cmd_tune, "leaderboard": cmd_leaderboard,
+        commands = {"run": cmd_run, "rescore": cmd_rescore, "tune": cmd_tune, "reproduce": cmd_reproduce,
+                    "leaderboard": cmd_leaderboard,
                     "list": cmd_list, "speed": cmd_speed, "gpu-check": cmd_gpu_check}
         return commands[args.command](args)
     except UserError as e:
