@@ -22,6 +22,8 @@ The suite's own per-method values are the first trial (enqueued) when they lie i
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import os
 import time
 import weakref
 from pathlib import Path
@@ -202,6 +204,28 @@ def _summary(st: _Study | None) -> dict:
             **({} if best else {"note": "no feasible trial: the suite's values are kept"})}
 
 
+class _KernelLock:
+    """The journal's write lock, held with flock(2): the kernel drops it when its holder dies.
+
+    Optuna's default symlink lock outlives a killed driver; its 30 s grace period never ends
+    when the results path is relative (the symlink dangles, so its age cannot be read), and a
+    resumed tune then waited forever. Only the driver writes the journal (the results folder's
+    driver lock sees to one driver), so a local kernel lock is enough."""
+
+    def __init__(self, path: str):
+        self.path, self.fd = path, None
+
+    def acquire(self) -> bool:
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+
 def tune_suite(run: SuiteRun, methods: list[str], trials: int | None, executor) -> Path:
     """Tune `methods` on every forget set (equal budget) with jobs on `executor` (`bench.executors`);
     write `<results>/<suite>/tuned.yaml`.
@@ -217,7 +241,8 @@ def tune_suite(run: SuiteRun, methods: list[str], trials: int | None, executor) 
     budget = trials or run.suite.tuning.trials
     folder = run.opts.results_dir / run.suite.name / "tuning"
     folder.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(folder / "journal.log")))
+    journal = str(folder / "journal.log")
+    storage = JournalStorage(JournalFileBackend(journal, lock_obj=_KernelLock(journal + ".flock")))
     seed, names = run.suite.tuning.seed, [s.display_name for s in run.suite.forget_sets]
     for spec in run.suite.forget_sets:
         tuning_forget_spec(spec, run.num_classes)  # a forget set tuning cannot stand in for: refused now

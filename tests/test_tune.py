@@ -112,6 +112,30 @@ def test_a_killed_tune_resumes_and_ends_with_the_full_budget(tiny_suite, tmp_pat
         assert len(finished) == 12
 
 
+def test_the_journal_lock_of_a_killed_holder_is_free_at_once(tmp_path):
+    """A tune killed while it writes the journal must not block the next one (CI saw a resumed
+    tune wait 600 s on the lock file the killed one left)."""
+    from bench.tune import _KernelLock
+
+    path = str(tmp_path / "journal.log.flock")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from bench.tune import _KernelLock; "
+                               f"_KernelLock({path!r}).acquire(); print('held', flush=True); time.sleep(600)"],
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    lock = _KernelLock(path)
+    import fcntl
+    probe = os.open(path, os.O_RDWR)
+    with pytest.raises(BlockingIOError):  # really held while the holder lives
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(probe)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    started = time.monotonic()
+    assert lock.acquire() and time.monotonic() - started < 5
+    lock.release()
+
+
 NAN_OUTPUTS = '''
 import torch
 from dataclasses import dataclass
