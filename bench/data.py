@@ -7,6 +7,7 @@ from there afterwards. Batches are index slices of the in-memory tensors; augmen
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -53,7 +54,13 @@ class LoadOptions:
 
 
 def load_dataset(name: str, opts: LoadOptions) -> RawDataset:
-    return dataset_registry.get(name).fn(opts)
+    """The dataset, its arrays C-contiguous whatever the loader built: a freshly decoded copy came
+    in NHWC strides (stacked transposed images) and its read-back cache in NCHW, so the same images
+    took different CPU conv kernels on a first and a later run and trained different models."""
+    raw = dataset_registry.get(name).fn(opts)
+    contiguous = {f: None if getattr(raw, f) is None else np.ascontiguousarray(getattr(raw, f))
+                  for f in ("train_x", "train_y", "test_x", "test_y")}
+    return dataclasses.replace(raw, **contiguous)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,10 @@ def test_cifar10_from_an_imagefolder_tarball(tmp_path):
     assert len(list((tmp_path / "cache" / "datasets").glob("*.npz"))) == 1
     again = load_dataset("cifar10", opts)  # from the decoded cache
     assert np.array_equal(again.train_x, raw.train_x)
+    # and in the same memory layout: NHWC strides on a first run took other CPU conv kernels than
+    # the cache's NCHW on later runs, so the same suite trained different models
+    for a, b in ((raw.train_x, again.train_x), (raw.test_x, again.test_x)):
+        assert a.flags["C_CONTIGUOUS"] and b.flags["C_CONTIGUOUS"] and a.strides == b.strides
 
 
 def _fake_cifar100(folder, n_train=200, n_test=100):
