@@ -1,6 +1,7 @@
 """Equal-budget tuning on validation data: search spaces, the test split untouched, resume after a
 kill, the objective, and `run --tuned`."""
 
+import fcntl
 import os
 import re
 import signal
@@ -118,13 +119,12 @@ def test_the_journal_lock_of_a_killed_holder_is_free_at_once(tmp_path):
     from bench.tune import _KernelLock
 
     path = str(tmp_path / "journal.log.flock")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from bench.tune import _KernelLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from bench.tune import _KernelLock; "
                                f"_KernelLock({path!r}).acquire(); print('held', flush=True); time.sleep(600)"],
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     lock = _KernelLock(path)
-    import fcntl
     probe = os.open(path, os.O_RDWR)
     with pytest.raises(BlockingIOError):  # really held while the holder lives
         fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
