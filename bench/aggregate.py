@@ -103,6 +103,17 @@ def _mean_abs_gap(keys, class_forgetting):
     return gap
 
 
+def counts_flops(records: list[dict]) -> bool:
+    """True when every `ok` record of a section carries its FLOP count: RTE is then compute RTE
+    (the same on every machine and cache state); records made before the count get wall-clock RTE."""
+    return all(isinstance(r["cost"].get("flops"), int) for r in records if r["status"] == "ok")
+
+
+def _ratio(cost: str):
+    """RTE by one cost field: retrain's over the run's (same seed)."""
+    return lambda run, ref: ref["cost"][cost] / max(run["cost"][cost], 1e-9)
+
+
 def _attack_gap(attack: str, key: str):
     def gap(run, ref):
         a, b = mia(run).get(attack, {}).get(key), mia(ref).get(attack, {}).get(key)
@@ -114,6 +125,7 @@ def section_rows(records: list[dict]) -> list[dict]:
     """One row per method of one section, best Avg. Gap first, with its rank (`bench.statistics`)."""
     class_forgetting = records[0]["forget_set"]["protocol"] == "class"
     retrain, attacks, headline = retrain_by_seed(records), attacks_in(records), headline_attack(records)
+    by_flops = counts_flops(records)
     groups = defaultdict(list)
     for r in records:
         groups[label(r, records)].append(r)
@@ -135,10 +147,13 @@ def section_rows(records: list[dict]) -> list[dict]:
             row["avg_gap_ci"] = None if np.isnan(row["avg_gap_ci"]) else row["avg_gap_ci"]
         if first["method"] not in REFERENCE_METHODS:
             gaps[name] = by_seed
-        if first["method"] != "original":  # the original's wall time is a training, not an unlearning
-            _stats(row, "rte", list(_per_seed(ok, retrain, lambda r, ref: ref["cost"]["wall_s"]
-                                                / max(r["cost"]["wall_s"], 1e-9)).values()))
+        if first["method"] != "original":  # the original's cost is a training, not an unlearning
+            wall = list(_per_seed(ok, retrain, _ratio("wall_s")).values())
+            _stats(row, "rte_wall", wall)
+            _stats(row, "rte", list(_per_seed(ok, retrain, _ratio("flops")).values()) if by_flops else wall)
         _stats(row, "wall_s", [r["cost"]["wall_s"] for r in ok])
+        _stats(row, "gflops", [r["cost"]["flops"] / 1e9 for r in ok if "flops" in r["cost"]])
+        row["rte_basis"] = "flops" if by_flops else "wall"
         _stats(row, "utility_gap", list(_per_seed(ok, retrain, _mean_abs_gap(UTILITY_KEYS[class_forgetting],
                                                                               class_forgetting)).values()))
         if headline:

@@ -280,7 +280,7 @@ def cmd_tune(args) -> int:
         for m in methods:
             for forget_set, t in tuned[m].items():
                 print(f"{m:<16} {forget_set:<14} {t['trials']} trials, best objective {t['best_objective']}, "
-                      f"{t['tuning_s']} s{'  (' + t['note'] + ')' if t.get('note') else ''}")
+                      f"{t['tuning_gflops']} GFLOPs{'  (' + t['note'] + ')' if t.get('note') else ''}")
         print(f"tuned configs: {path}; run them with `unlearn-bench run {suite.name} --tuned`")
     return 0
 

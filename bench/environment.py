@@ -1,9 +1,12 @@
 """Where a run happens: the device, the seeds of the global RNGs, and what a record says about
-the environment (python, torch, device, threads, data source, git commit and dirtiness)."""
+the environment (python, torch, device, threads, data source, git commit and dirtiness, and the
+hardware fingerprint: what decides which kernels ran)."""
 
 from __future__ import annotations
 
+import os
 import platform
+import re
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,9 +73,72 @@ def check_publishable(results_dir: Path, checkout: Path | None = None) -> None:
                         "first, write elsewhere with --results, or pass --allow-dirty.")
 
 
+# Variables that make torch, oneDNN, MKL or OpenBLAS pick other kernels than the CPU would.
+KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR",
+                    "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_ISA_FLAG = re.compile(r"^(sse4.*|avx.*|amx.*|fma.*|f16c|.*vnni.*|.*bf16.*|asimd.*|sve.*|neon)$")
+
+
+def _cpu_info() -> tuple[str, list[str]]:
+    """(CPU model name, its instruction-set flags that kernels dispatch on) from /proc/cpuinfo."""
+    name, flags = platform.processor() or platform.machine(), []
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return name, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and name in (platform.processor(), platform.machine()):
+            name = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = sorted(f for f in value.split() if _ISA_FLAG.match(f))
+    return name, flags
+
+
+def _torch_build() -> dict:
+    """torch's version, commit, and the MKL and oneDNN versions it was built with."""
+    show = torch.__config__.show()
+    line = lambda pattern: (m.group(1).strip() if (m := re.search(pattern, show)) else None)  # noqa: E731
+    return {"version": torch.__version__, "git": torch.version.git_version, "cuda": torch.version.cuda,
+            "mkl": line(r"Math Kernel Library Version (\S+?)-Product"), "onednn": line(r"MKL-DNN (v[\d.]+)")}
+
+
+def hardware(device: torch.device) -> dict:
+    """What decides which kernels compute a run's numbers: CPU model and instruction-set flags,
+    torch's CPU capability (`ATEN_CPU_CAPABILITY` lowers it), torch's build, the BLAS and OpenMP
+    libraries loaded (`threadpoolctl`), the kernel-choosing variables set, and on CUDA the GPU,
+    its driver, the CUDA runtime and cuDNN. Two records with equal fingerprints ran the same
+    kernels; `unlearn-bench reproduce` demands bit-equal numbers only then."""
+    import scipy.linalg  # noqa: F401 - the libraries a run loads, so that every process lists the same
+    import sklearn.svm  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    name, flags = _cpu_info()
+    libraries = sorted({(i.get("user_api"), i.get("internal_api"), i.get("prefix"), i.get("version"),
+                         i.get("architecture")) for i in threadpool_info()}, key=str)
+    out = {"cpu": name, "cpu_flags": flags, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "torch_build": _torch_build(),
+           "libraries": [dict(zip(("api", "library", "prefix", "version", "architecture"), lib)) for lib in libraries],
+           "kernel_variables": {k: os.environ[k] for k in KERNEL_VARIABLES if k in os.environ}}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        driver = getattr(torch._C, "_cuda_getDriverVersion", lambda: None)()
+        out["cuda"] = {"device": props.name, "capability": f"{props.major}.{props.minor}", "driver": driver,
+                       "runtime": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    return out
+
+
+def fingerprint_differences(a: dict | None, b: dict | None) -> list[str]:
+    """How two hardware fingerprints differ, one 'key: A -> B' line per differing field."""
+    a, b = a or {}, b or {}
+    return [f"{key}: {a.get(key, 'not recorded')} -> {b.get(key, 'not recorded')}"
+            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
 def environment(device: torch.device, data_source: str) -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "threads": torch.get_num_threads(), "data_source": data_source,
+            "threads": torch.get_num_threads(), "hardware": hardware(device), "data_source": data_source,
             "git_sha": git("rev-parse", "HEAD") or None, "git_dirty": code_is_dirty(git("status", "--porcelain")),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -110,9 +110,10 @@ def attack_table(rows: list[dict], attack: str) -> tuple[list[str], list[list]]:
 
 
 def utility_table(rows: list[dict], class_forgetting: bool) -> tuple[list[str], list[list]]:
-    """The numbers the headline leaves out: simple MIA, utility gap, wall time, forget-quality detail."""
+    """The numbers the headline leaves out: simple MIA, utility gap, FLOPs, wall time and wall-clock RTE,
+    forget-quality detail."""
     cols = ["simple_mia", *(["test_acc_forgotten"] if class_forgetting else []), "mia_efficacy", "utility_gap",
-            "wall_s"]
+            "gflops", "wall_s", "rte_wall"]
     header = ["Method", *(METRICS[k].header if METRICS[k].direction in ("↑", "↓") else METRICS[k].label
                           for k in cols), "Forget quality (N, null)"]
     body = []
@@ -166,13 +167,18 @@ def render_section(recs: list[dict], rows: list[dict], title: str, figures: list
     if figures:
         out += ["Figures: " + " · ".join(figures), ""]
     out += [_table(*headline_table(rows, class_forgetting, attack)), ""]
+    by_wall = any(row.get("rte_basis") == "wall" for row in rows)
     keys = ["avg_gap", "forget_acc", "retain_acc", _test_key(class_forgetting),
-            *(["privacy_gap"] if attack else []), "forget_quality", "rte"]
+            *(["privacy_gap"] if attack else []), "forget_quality", "rte_wall" if by_wall else "rte"]
     if attack:
         out += [f"Privacy: **{_attack_label(attack)}** heads the table as the strongest attack this section ran "
                 f"(strength {_attack(attack).meta.get('strength')} of 4, declared where it is registered): "
                 f"{_attack(attack).description} Members: the forget set; non-members: {held_out}.", ""]
     out += [legend(keys), ""]
+    if by_wall:
+        out += ["**RTE here is wall-clock** (retrain's wall time ÷ the method's): these records predate the FLOP "
+                "count, so compute RTE cannot be given until the section is rerun; wall-clock RTE depends on "
+                "the machine, its load and the cache state.", ""]
     details = [("Utility and cost", utility_table(rows, class_forgetting))]
     details += [(f"{_attack_label(a)} ({a})", attack_table(rows, a)) for a in attacks_in(recs)
                 if a != "mia_efficacy"]

@@ -42,8 +42,14 @@ METRICS = {m.key: m for m in (
            "accuracy, in points", 2),
     Metric("forget_quality", "Forget quality", "↑", "the NeurIPS 2023 score over the N seeds' runs against "
            "the N retrains (a perfect unlearner scores the null ceiling at that N)", 3),
-    Metric("rte", "RTE", "↑", "retrain's wall time divided by the method's (same seed)", 1),
+    Metric("rte", "RTE", "↑", "run-time efficiency in compute: retrain's floating-point operations divided by "
+           "the method's (same seed; forward and backward passes as `torch.utils.flop_counter` counts them, so "
+           "the same on every machine)", 1),
+    Metric("rte_wall", "RTE (wall)", "↑", "retrain's wall time divided by the method's (same seed), both "
+           "timed after an untimed warm-up step; depends on the machine and its load", 1),
     Metric("wall_s", "Wall (s)", "↓", "wall-clock of the method call alone (for original: its training)", 2),
+    Metric("gflops", "GFLOPs", "↓", "floating-point operations of the method call (for original: its training), "
+           "in 10⁹", 3),
     Metric("mia_efficacy", "MIA-Efficacy", "= retrain", "SalUn's share of the forget set an SVC trained on "
            "retain vs test calls non-members, %"),
     Metric("auc", "AUC", "= retrain", "ROC AUC of members (forget set) vs non-members", 3),

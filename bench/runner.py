@@ -23,12 +23,11 @@ import torch
 import bench
 from bench.api import RunContext, UnlearnData
 from bench.attacks import AttackInput, attack_registry, run_attacks
-from bench.cost import measure
 from bench.data import Batcher, LoadOptions, Split, load_dataset, make_splits
 from bench.environment import environment, fix_threads, pick_device, seed_everything
 from bench.errors import Diverged, UserError
 from bench.evaluate import accuracy_metrics, collapse_reason, evaluate, flatten_outputs, outputs_of
-from bench.execute import call_method
+from bench.execute import call_method, metered
 from bench.files import read_checked, read_meta, write_checked
 from bench.forget import ForgetSet, materialize
 from bench.methods_loader import method_protocols, method_registry
@@ -170,7 +169,7 @@ class SuiteRun:
         ctx = self.context(derive_seed(seed, "original"), f"seed {seed} original (training)")
         model = ctx.new_model()  # built after seeding, so its initialisation is fixed by the seed
         pool = self.train_part.subset(self.splits.train)
-        with measure(self.device) as cost:
+        with metered(model, pool, ctx) as cost:
             train_from_scratch(model, pool, s.recipe, ctx)
         write_checked(path, lambda tmp: torch.save(model.state_dict(), tmp), key, cost=cost)
         return model, read_meta(path)

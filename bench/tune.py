@@ -12,10 +12,12 @@ study can be inspected with Optuna afterwards. Selection never sees what the rep
 - objective (minimised): mean |method - retrain| in points over forget acc, retain acc, val acc
   and the simple MIA of forget vs val (held-out), against the retrain of the tuning seed and
   forget set, averaged over the suite's forget sets;
-- a trial is infeasible (pruned, never selected) when its method takes longer than that retrain,
-  or diverges, fails or collapses.
+- a trial is infeasible (pruned, never selected) when its method costs more floating-point
+  operations than that retrain (`bench.flops`: a count, so the same tune twice chooses the
+  same configs, whatever the machine's load), or diverges, fails or collapses.
 The suite's own per-method values are the first trial (enqueued) when they lie in the space.
-`tuned.yaml` (per method: chosen values, trials, best objective, tuning time) is what
+`tuned.yaml` (per method: chosen values, trials, best objective, the trials' GFLOPs; nothing
+that depends on the clock, so the same tune writes the same file) is what
 `unlearn-bench run --tuned` runs with.
 """
 
@@ -117,7 +119,7 @@ def _problem(run: SuiteRun, name: str):
 
 def execute_tuning_job(run: SuiteRun, job: Job) -> dict:
     """A `tuning-retrain` job (the retrain a forget set's trials are measured against) or a `trial`
-    job (one method, one config): the method's status, wall-clock and validation metrics."""
+    job (one method, one config): the method's status, cost (wall-clock, FLOPs) and validation metrics."""
     forbid_test(run)
     seed, p = run.suite.tuning.seed, job.params
     fs, data = _problem(run, p["forget_set"])
@@ -134,7 +136,7 @@ def execute_tuning_job(run: SuiteRun, job: Job) -> dict:
         model, cost, status, error = call_method(method_registry().get(p["method"]).fn, original,
                                                  data.private_copy(), config, ctx)
     values = measure(run, model, data, fs.label, seed) if status == "ok" else None
-    return {"status": status, "error": error, "wall_s": cost["wall_s"], "values": values,
+    return {"status": status, "error": error, "wall_s": cost["wall_s"], "flops": cost["flops"], "values": values,
             "job_s": time.perf_counter() - started}
 
 
@@ -174,12 +176,14 @@ def _tell(st: _Study, trial, result: dict, retrain: dict) -> str | None:
     import optuna
 
     reason = result["error"] if result["status"] != "ok" else None
-    if reason is None and result["wall_s"] > retrain["wall_s"]:
-        reason = f"slower than retraining ({result['wall_s']:.2f} s > {retrain['wall_s']:.2f} s)"
+    if reason is None and result["flops"] > retrain["flops"]:
+        reason = (f"costs more than retraining ({result['flops'] / 1e9:.3f} GFLOPs > "
+                  f"{retrain['flops'] / 1e9:.3f} GFLOPs)")
     values = dict(result["values"] or {})
     if reason is None:
         reason = values.pop("collapse")
     trial.set_user_attr("job_s", result["job_s"])
+    trial.set_user_attr("flops", result["flops"])
     if reason:
         trial.set_user_attr("infeasible", reason)
         st.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -190,17 +194,18 @@ def _tell(st: _Study, trial, result: dict, retrain: dict) -> str | None:
 
 
 def _summary(st: _Study | None) -> dict:
-    """A study's tuned.yaml entry: chosen values, trials, best objective, tuning time."""
+    """A study's tuned.yaml entry: chosen values, trials, best objective, the trials' GFLOPs (the wall
+    time of each trial stays in the journal, `job_s`: a clock reading would make the file differ)."""
     import optuna
 
     if st is None:
-        return {"values": {}, "trials": 0, "best_objective": None, "tuning_s": 0.0, "note": "nothing to tune"}
+        return {"values": {}, "trials": 0, "best_objective": None, "tuning_gflops": 0.0, "note": "nothing to tune"}
     trials = [t for t in st.study.trials if t.state.name in _FINISHED]
-    spent = sum(t.user_attrs.get("job_s", t.duration.total_seconds() if t.duration else 0.0) for t in trials)
+    spent = sum(t.user_attrs.get("flops", 0) for t in trials) / 1e9
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value) if complete else None
     return {"values": dict(best.params) if best else {}, "trials": st.done,
-            "best_objective": round(float(best.value), 4) if best else None, "tuning_s": round(spent, 2),
+            "best_objective": round(float(best.value), 4) if best else None, "tuning_gflops": round(spent, 3),
             **({} if best else {"note": "no feasible trial: the suite's values are kept"})}
 
 
@@ -232,8 +237,8 @@ def tune_suite(run: SuiteRun, methods: list[str], trials: int | None, executor) 
 
     Every study has one trial in flight at a time (TPE then samples exactly as in a sequential
     run, so the executor does not change what is chosen); all studies' trials of a round run at
-    once. The retrains the trials are measured against are jobs on the same executor, so "slower
-    than retraining" compares like with like (same CPUs or GPU per job)."""
+    once. A trial's feasibility compares its FLOPs with its forget set's retrain (a job too), so
+    neither the executor nor the machine's load changes what is chosen."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 

@@ -162,3 +162,16 @@ def test_a_trial_with_non_finite_outputs_is_infeasible_not_a_crash(cli, tiny_sui
     tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
     assert tuned["overflows"]["random-10pct"]["trials"] == 3
     assert tuned["overflows"]["random-10pct"]["note"].startswith("no feasible trial")
+
+
+def test_the_same_tune_twice_writes_the_same_tuned_yaml(cli, tiny_suite):
+    """Feasibility compares FLOPs, not seconds, and tuned.yaml holds no clock reading: a second tune
+    (another results folder, a warm cache, so other timings) chooses and writes the same bytes."""
+    suite = tiny_suite(TUNE_SUITE.replace("trials: 3", "trials: 4"))
+    files = []
+    for results in ("first", "second"):
+        code, _, err = cli("tune", suite, "--quiet", "--results", results)
+        assert code == 0, err
+        files.append((Path(results) / "tiny" / "tuned.yaml").read_text())
+    assert files[0] == files[1]
+    assert "tuning_gflops" in files[0] and "tuning_s" not in files[0]
