@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.metrics import ATTACK_METRICS
-from bench.statistics import mean_ci, ranks
+from bench.statistics import mean_ci, rank_intervals, ranks
 
 GAP_KEYS = {False: ("forget_acc", "retain_acc", "test_acc", "simple_mia"),
             True: ("forget_acc", "retain_acc", "test_acc_remaining", "simple_mia")}
@@ -145,6 +145,7 @@ def section_rows(records: list[dict]) -> list[dict]:
         if by_seed:
             row["avg_gap"], row["avg_gap_ci"], _ = mean_ci(list(by_seed.values()))
             row["avg_gap_ci"] = None if np.isnan(row["avg_gap_ci"]) else row["avg_gap_ci"]
+            row["avg_gap_std"] = float(np.std(list(by_seed.values()), ddof=1)) if len(by_seed) > 1 else None
         if first["method"] not in REFERENCE_METHODS:
             gaps[name] = by_seed
         if first["method"] != "original":  # the original's cost is a training, not an unlearning
@@ -175,9 +176,11 @@ def section_rows(records: list[dict]) -> list[dict]:
         row["config_source"] = first.get("config_source")
         rows.append(row)
     rows.sort(key=lambda row: (row.get("avg_gap", float("inf")), row["method"]))
-    rank = ranks(gaps)
+    rank, places = ranks(gaps), rank_intervals(gaps)
     for row in rows:
         row["rank"] = rank.get(row["method"])
+        if row["method"] in places:  # place by mean Avg. Gap and its bootstrap interval over seeds
+            row["place"], row["place_low"], row["place_high"] = places[row["method"]]
     return rows
 
 

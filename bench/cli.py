@@ -61,15 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     _executor_args(tune)
     _common(tune)
 
-    repro = sub.add_parser("reproduce", help="rerun published records into a scratch folder from an empty cache "
-                                             "and compare every metric with the published one")
+    repro = sub.add_parser("reproduce", help="rerun published records into a scratch folder from an empty cache; "
+                                             "judge every metric by its resolution (or, on other hardware, the "
+                                             "published seeds' spread) and the board's cells and ranks")
     repro.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help="built-in suite name or path to a .yaml")
     repro.add_argument("--methods", nargs="+", help="rerun only these methods (original and retrain always run)")
     repro.add_argument("--seeds", nargs="+", type=int, help="rerun only these seeds of the suite")
     repro.add_argument("--scratch", type=Path, default=None,
                        help="a new or empty folder for the rerun (default: a new folder in the system's temp dir)")
     repro.add_argument("--tolerance", type=float, default=0.0,
-                       help="largest absolute difference a metric may show and still count (default: 0, exact)")
+                       help="absolute difference a metric may show beyond its declared resolution and still count "
+                            "as within resolution (default: 0)")
     repro.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     repro.add_argument("--download", action="store_true", help="let torchvision download missing data")
     repro.add_argument("--quiet", action="store_true", help="no progress output")
@@ -291,7 +293,7 @@ def cmd_reproduce(args) -> int:
     from argparse import Namespace
 
     from bench.methods_loader import load_plugin
-    from bench.reproduce import prepare_scratch, published_records, summary, verdicts
+    from bench.reproduce import prepare_scratch, published_records
     from bench.suites import load_suite
     from bench.tune import TUNED_FILE
 
@@ -321,15 +323,42 @@ def cmd_reproduce(args) -> int:
 
         counts = run_suite(SuiteRun(suite, opts))
         write_leaderboard(rerun.results, board)
-    results = verdicts(published, rerun.results, args.tolerance)
+    elapsed = time.perf_counter() - started
+    passed = _report_reproduction(published, published_records(args.results, name), rerun.results, args.tolerance)
+    print(f"{name}: {passed[1]} ({counts['ok']} runs in {elapsed:.0f} s from an empty cache). Rerun records: "
+          f"{rerun.results}; their leaderboard: {board}; published: {args.results} and {_leaderboard_path(args)}.")
+    return 0 if passed[0] else 1
+
+
+def _report_reproduction(published: list[dict], every_published: list[dict], rerun_dir: Path,
+                         tolerance: float) -> tuple[bool, str]:
+    """Print what moved (records by level, the hardware, the board); (passed, the verdict line)."""
+    from bench.conclusions import conclusions
+    from bench.reproduce import hardware_note, same_hardware, summary, verdicts
+    from bench.store import load_records
+
+    results = verdicts(published, every_published, rerun_dir, tolerance)
     for v in results:
-        if not v.exact:
+        if v.level != "exact":
             more = f" (and {len(v.differences) - 3} more)" if len(v.differences) > 3 else ""
-            print(f"  {'within tolerance' if v.within else 'DIFFERS'}: {v.record}: {'; '.join(v.differences[:3])}{more}")
-    print(f"{name}: {summary(results, args.tolerance)} ({counts['ok']} runs in {time.perf_counter() - started:.0f} s "
-          f"from an empty cache). Rerun records: {rerun.results}; their leaderboard: {board}; published: "
-          f"{args.results} and {_leaderboard_path(args)}.")
-    return 0 if all(v.within for v in results) else 1
+            label = "DIFFERS" if v.level == "differs" else v.level
+            worst = sorted(v.differences, key=lambda d: d.level != "differs")  # what failed first
+            print(f"  {label}: {v.record}: {'; '.join(map(str, worst[:3]))}{more}")
+    rerun = load_records(rerun_dir)
+    by_name = {Path(r["_file"]).name: r for r in rerun}
+    pairs = [(p, by_name[Path(p["_file"]).name]) for p in published if Path(p["_file"]).name in by_name]
+    same = bool(pairs) and all(same_hardware(p, r) for p, r in pairs)
+    note = hardware_note(published, rerun)
+    print(f"  hardware: {'the same fingerprint as the publisher: only exact numbers pass' if same else note or 'differs'}")
+    board = conclusions(published, every_published, rerun, same, all(v.passed for v in results))
+    for c in board:
+        if not c.holds:
+            print(f"  board DIFFERS: {c}")
+    held = all(c.holds for c in board)
+    cells = sum(c.what != "place" for c in board)
+    verdict = (f"{summary(results)}; the published board's conclusions {'reproduced' if held else 'did NOT reproduce'} "
+               f"({cells} headline cells, {len(board) - cells} places)")
+    return all(v.passed for v in results) and held, verdict
 
 
 def cmd_leaderboard(args) -> int:

@@ -58,14 +58,26 @@ def _runs(row: dict) -> str:
     return ", ".join(f"{n} {status}" for status, n in row["runs"].items())
 
 
-def _test_key(class_forgetting: bool) -> str:
-    return "test_acc_remaining" if class_forgetting else "test_acc"
+def headline_keys(class_forgetting: bool, attack: str | None) -> list[str]:
+    """The headline table's numeric columns (fields of an aggregated row), in order."""
+    return ["avg_gap", "forget_acc", "retain_acc", "test_acc_remaining" if class_forgetting else "test_acc",
+            *(["privacy_gap"] if attack else []), "forget_quality", "rte"]
+
+
+def headline_cell(row: dict, key: str) -> str:
+    """A headline cell as printed (mean ± spread, with the digits its metric declares)."""
+    if key == "avg_gap":
+        return _gap_cell(row)
+    if key == "privacy_gap":
+        return _cell(row, key, signed=True)
+    if key == "forget_quality":
+        return _num(row.get(key), METRICS[key].digits)
+    return _cell(row, key)
 
 
 def headline_table(rows: list[dict], class_forgetting: bool, attack: str | None) -> tuple[list[str], list[list]]:
     """Rank, method, Avg. Gap, the three accuracies, one privacy number, forget quality, RTE, runs."""
-    cols = ["avg_gap", "forget_acc", "retain_acc", _test_key(class_forgetting),
-            *(["privacy_gap"] if attack else []), "forget_quality", "rte"]
+    cols = headline_keys(class_forgetting, attack)
     header = ["Rank", "Method"]
     for key in cols:
         m = METRICS[key]
@@ -74,10 +86,8 @@ def headline_table(rows: list[dict], class_forgetting: bool, attack: str | None)
     header.append("Runs")
     body = []
     for row in rows:
-        cells = {"avg_gap": _gap_cell(row), "privacy_gap": _cell(row, "privacy_gap", signed=True),
-                 "forget_quality": _num(row.get("forget_quality"), METRICS["forget_quality"].digits)}
         body.append([_num(row.get("rank"), 0) if row.get("rank") else "—", row["method"],
-                     *(cells.get(key) or _cell(row, key) for key in cols), _runs(row)])
+                     *(headline_cell(row, key) for key in cols), _runs(row)])
     return header, body
 
 
@@ -168,8 +178,7 @@ def render_section(recs: list[dict], rows: list[dict], title: str, figures: list
         out += ["Figures: " + " · ".join(figures), ""]
     out += [_table(*headline_table(rows, class_forgetting, attack)), ""]
     by_wall = any(row.get("rte_basis") == "wall" for row in rows)
-    keys = ["avg_gap", "forget_acc", "retain_acc", _test_key(class_forgetting),
-            *(["privacy_gap"] if attack else []), "forget_quality", "rte_wall" if by_wall else "rte"]
+    keys = [k if k != "rte" or not by_wall else "rte_wall" for k in headline_keys(class_forgetting, attack)]
     if attack:
         out += [f"Privacy: **{_attack_label(attack)}** heads the table as the strongest attack this section ran "
                 f"(strength {_attack(attack).meta.get('strength')} of 4, declared where it is registered): "

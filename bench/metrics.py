@@ -1,13 +1,73 @@
-"""What each leaderboard number means: its column label, direction, unit and digits.
+"""What each number means: its column label, direction, unit, digits and resolution.
 
-The leaderboard, its CSV/JSON export and the figures read these declarations; no table module
-keeps its own list of names or arrows. Attacks declare theirs where they are registered
-(`label`, `strength`: `bench.attacks.base`).
+The leaderboard, its CSV/JSON export, the figures and `unlearn-bench reproduce` read these
+declarations; no table module keeps its own list of names or arrows. Attacks declare theirs
+where they are registered (`label`, `strength`, `resolution`: `bench.attacks.base`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The smallest change a metric can show, and how many such steps a rerun on other kernels may
+    move it and still count as the same number (`unlearn-bench reproduce`).
+
+    `per`: "example" (an accuracy over the examples of `split`: 1/n), "member" (one member of the
+    attack's members: 1/n_members; a TPR at a fixed FPR, a balanced accuracy), "pair" (an AUC:
+    1/(n_members x n_nonmembers)), "grid" (a value chosen from a grid of spacing `step`), "exact"
+    (a setting or a count: no step). A metric from a model the attack fits (a logistic
+    regression, an SVC) moves by more than one example when one example's score moves, so such
+    attacks declare "member" with `steps` 2; the largest moves seen across CPUs were one member.
+    """
+
+    per: str = "exact"
+    split: str | None = None
+    steps: int = 1
+    step: float = 0.0  # "grid" only
+
+    def size(self, counts: "Counts", attack: str | None = None) -> float | None:
+        """One step in the metric's units (a fraction, like the metric), or None when unknown."""
+        if self.per == "grid":
+            return self.step
+        if self.per == "example":
+            n = counts.splits.get(self.split)
+            return 1 / n if n else None
+        if self.per in ("member", "pair") and attack in counts.attacks:
+            members, nonmembers = counts.attacks[attack]
+            return 1 / members if self.per == "member" else 1 / (members * nonmembers)
+        return None
+
+
+EXACT = Resolution()
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How many examples each number of one record was computed over: per split (forget, retain,
+    val, test, and for class forgetting test_remaining and test_forgotten) and per attack (members,
+    non-members). Read from the record's saved outputs (`Counts.of`)."""
+
+    splits: dict
+    attacks: dict
+
+    @classmethod
+    def of(cls, outputs: dict, forget_label: int | None) -> "Counts":
+        """From a record's per-example outputs (`bench.store.load_outputs`); empty when None."""
+        if outputs is None:
+            return cls({}, {})
+        splits = {name: len(outputs[f"{name}_label"]) for name in ("forget", "retain", "val", "test")
+                  if f"{name}_label" in outputs}
+        if forget_label is not None and "test_label" in outputs:
+            forgotten = int(np.sum(outputs["test_label"] == forget_label))
+            splits.update(test_forgotten=forgotten, test_remaining=splits["test"] - forgotten)
+        attacks = {k[len("attack_"):-len("_member")]: (len(v), len(outputs[k[:-len("member")] + "nonmember"]))
+                   for k, v in outputs.items() if k.startswith("attack_") and k.endswith("_member")}
+        return cls(splits, attacks)
 
 
 @dataclass(frozen=True)
@@ -17,6 +77,7 @@ class Metric:
     direction: str  # "↑" higher is better, "↓" lower is better, "= retrain" retrain's value is ideal
     meaning: str  # one line for the legend
     digits: int = 1  # decimals shown in the markdown table (the export keeps full precision)
+    resolution: Resolution = EXACT  # of the record's value (a fraction); `reproduce` reads it
 
     @property
     def header(self) -> str:
@@ -28,12 +89,19 @@ METRICS = {m.key: m for m in (
     Metric("avg_gap", "Avg. Gap", "↓", "mean |method − same-seed retrain| over forget, retain and test "
            "accuracy (remaining classes for class forgetting) and simple MIA, in points; ± the half-width "
            "of its 95% t-interval over seeds", 2),
-    Metric("forget_acc", "Forget acc", "= retrain", "accuracy on the forget set, %"),
-    Metric("retain_acc", "Retain acc", "= retrain", "accuracy on the retain set (or its fixed evaluation sample), %"),
-    Metric("test_acc", "Test acc", "= retrain", "accuracy on the test split, %"),
-    Metric("test_acc_remaining", "Test acc", "= retrain", "class forgetting: test accuracy on the remaining classes, %"),
+    Metric("forget_acc", "Forget acc", "= retrain", "accuracy on the forget set, %",
+           resolution=Resolution("example", "forget")),
+    Metric("retain_acc", "Retain acc", "= retrain", "accuracy on the retain set (or its fixed evaluation sample), %",
+           resolution=Resolution("example", "retain")),
+    Metric("val_acc", "Val acc", "= retrain", "accuracy on the validation split, %",
+           resolution=Resolution("example", "val")),
+    Metric("test_acc", "Test acc", "= retrain", "accuracy on the test split, %",
+           resolution=Resolution("example", "test")),
+    Metric("test_acc_remaining", "Test acc", "= retrain", "class forgetting: test accuracy on the remaining classes, %",
+           resolution=Resolution("example", "test_remaining")),
     Metric("test_acc_forgotten", "Test acc, forgotten class", "= retrain",
-           "class forgetting: test accuracy on the forgotten class, %"),
+           "class forgetting: test accuracy on the forgotten class, %",
+           resolution=Resolution("example", "test_forgotten")),
     Metric("simple_mia", "Simple MIA", "= retrain", "the NeurIPS 2023 kit's loss-based membership-inference "
            "accuracy, forget vs held-out, %"),
     Metric("privacy_gap", "AUC gap", "= retrain", "the strongest attack's ROC AUC minus the same-seed "
@@ -52,10 +120,18 @@ METRICS = {m.key: m for m in (
            "in 10⁹", 3),
     Metric("mia_efficacy", "MIA-Efficacy", "= retrain", "SalUn's share of the forget set an SVC trained on "
            "retain vs test calls non-members, %"),
-    Metric("auc", "AUC", "= retrain", "ROC AUC of members (forget set) vs non-members", 3),
-    Metric("tpr_at_1pct_fpr", "TPR@1%FPR", "= retrain", "true-positive rate at 1% false positives", 3),
-    Metric("tpr_at_0.1pct_fpr", "TPR@0.1%FPR", "= retrain", "true-positive rate at 0.1% false positives", 3),
-    Metric("balanced_accuracy", "Bal. acc", "= retrain", "balanced accuracy at the best threshold", 3),
+    Metric("auc", "AUC", "= retrain", "ROC AUC of members (forget set) vs non-members", 3, Resolution("pair")),
+    Metric("tpr_at_1pct_fpr", "TPR@1%FPR", "= retrain", "true-positive rate at 1% false positives", 3,
+           Resolution("member")),
+    Metric("tpr_at_0.1pct_fpr", "TPR@0.1%FPR", "= retrain", "true-positive rate at 0.1% false positives", 3,
+           Resolution("member")),
+    Metric("balanced_accuracy", "Bal. acc", "= retrain", "balanced accuracy at the best threshold", 3,
+           Resolution("member")),
 )}
 
 ATTACK_METRICS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy")  # per attack, details
+
+
+def fitted(*keys: str) -> dict[str, Resolution]:
+    """The resolution of the metrics of an attack that fits a model: a member's worth, twice."""
+    return {k: Resolution("member", steps=2) for k in keys}

@@ -1,29 +1,70 @@
-"""`unlearn-bench reproduce`: rerun published records from nothing and say which ones match.
+"""`unlearn-bench reproduce`: rerun published records from nothing and judge how far each moved.
 
 The suite's runs (or those `--methods`/`--seeds` pick) are rerun into a scratch folder with an
 empty model cache, with the configs the published records ran (the published `tuned.yaml` when
-they were tuned), and every metric of every rerun record is compared with the published one:
-exactly, or within `tolerance` (absolute). Wall-clock fields (`*_s`) are costs, not results, and
-are not compared; neither are the code hashes, which say whether the same code ran (a record
-whose name differs was made by other code or other configs and is reported as not rerun).
+they were tuned). Every metric of every rerun record is compared with the published one, and
+the record is classed by its worst metric:
+
+- *exact*: every number bit-equal;
+- *within resolution*: every difference within the steps its metric declares (one example of
+  the split for an accuracy, one member for a TPR, one member-non-member pair for an AUC, two
+  member steps for attacks that fit a model: `bench.metrics.Resolution`), plus `--tolerance`;
+- *within the seeds' spread*: where the hardware fingerprints differ (other kernels; training
+  turns their last-bit differences into another draw of the same distribution), every other
+  difference lies inside the 95% prediction interval of the published seeds of that method,
+  Bonferroni-corrected over the numeric metrics of the record: |rerun - mean| <= t(1 - 0.05 /
+  (2K), n - 1) * s * sqrt(1 + 1/n) + its resolution allowance, from the n >= 3 published `ok`
+  seeds (mean, std s) of the same method and config; so a faithful rerun record is called
+  *differs* with probability at most 5% under a normal model;
+- *differs*: anything else, a changed status, or no rerun record of that name.
+On the same fingerprint only *exact* passes. Wall-clock fields (`*_s`) and code hashes are not
+compared. `conclusions` then compares the boards of the published and the rerun records (the
+same records): each headline cell, and each method's rank.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.store import load_records
+import numpy as np
+from scipy import stats
+
+from bench.environment import fingerprint_differences
+from bench.metrics import EXACT, METRICS, Counts, Resolution
+from bench.store import load_outputs, load_records
+
+LEVELS = ("exact", "within resolution", "within the seeds' spread", "differs")
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Difference:
+    metric: str  # `a.b.c` name in the record's metrics
+    published: object
+    rerun: object
+    level: str  # one of LEVELS[1:]
+    note: str  # the steps, and where the rerun falls in the published seeds' spread
+
+    def __str__(self) -> str:
+        return f"{self.metric} {_short(self.published)} -> {_short(self.rerun)} ({self.note})"
 
 
 @dataclass(frozen=True)
 class Verdict:
     record: str  # <suite>/<forget set>/<file>.json
-    exact: bool
-    within: bool  # within the tolerance (True when exact)
-    differences: tuple[str, ...] = ()
-    rerun: bool = True  # False: no rerun record of that name
+    level: str
+    differences: tuple[Difference, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.level != "differs"
+
+
+def _short(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def flat_metrics(metrics: dict, prefix: str = "") -> dict:
@@ -39,28 +80,129 @@ def flat_metrics(metrics: dict, prefix: str = "") -> dict:
     return out
 
 
-def compare(published: dict, rerun: dict, tolerance: float) -> Verdict:
-    a, b = flat_metrics(published.get("metrics") or {}), flat_metrics(rerun.get("metrics") or {})
-    differences, within = [], True
+def resolution_of(name: str) -> tuple[Resolution, str | None]:
+    """(declared resolution, attack) of a flat metric name: `forget_acc`, `mia.<attack>.<key>` or
+    `mia.<attack>.variants.<variant>.<key>`. The attack's own declaration comes first, then the one
+    `bench.metrics` makes for that key; anything undeclared (settings, counts) is exact."""
+    from bench.attacks import attack_registry
+
+    if not name.startswith("mia."):
+        return (METRICS[name].resolution if name in METRICS else EXACT), None
+    attack, _, key = name[len("mia."):].partition(".")  # a key may hold a dot: tpr_at_0.1pct_fpr
+    if key.startswith("variants."):
+        key = key[len("variants."):].partition(".")[2]
+    own = attack_registry.get(attack).meta.get("resolution", {}) if attack in attack_registry else {}
+    return own.get(key) or (METRICS[key].resolution if key in METRICS else EXACT), attack
+
+
+def _numeric(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def judge(name: str, x, y, counts: Counts, spread: list[float], k: int, same_hardware: bool,
+          tolerance: float) -> Difference:
+    """The level of one metric that differs (x published, y rerun); `spread`: the published seeds'
+    values of it for the same method and config; `k`: the numeric metrics of the record."""
+    if not (_numeric(x) and _numeric(y)):
+        return Difference(name, x, y, "differs", "not a number: must be equal")
+    resolution, attack = resolution_of(name)
+    step = resolution.size(counts, attack)
+    allowance = (step * resolution.steps if step else 0.0) + tolerance
+    d = abs(y - x)
+    steps = f"{d / step:.3g} steps of {step:.3g}" if step else "no declared step"
+    if same_hardware:
+        return Difference(name, x, y, "differs", f"{steps}; same hardware fingerprint: only equal numbers pass")
+    if d <= allowance * (1 + 1e-9):
+        return Difference(name, x, y, "within resolution", f"{steps}, {resolution.steps} allowed")
+    values = np.asarray(spread, np.float64)
+    n = len(values)
+    if n < 3:
+        return Difference(name, x, y, "differs", f"{steps}; {n} published seeds, too few for a spread")
+    mean, s = float(values.mean()), float(values.std(ddof=1))
+    bound = stats.t.ppf(1 - ALPHA / (2 * k), n - 1) * s * np.sqrt(1 + 1 / n) + allowance
+    where = f"{(y - mean) / s:+.2f} std from the mean of {n} published seeds" if s > 0 else \
+        f"the {n} published seeds all give {_short(mean)}"
+    level = "within the seeds' spread" if abs(y - mean) <= bound * (1 + 1e-9) else "differs"
+    return Difference(name, x, y, level, f"{steps}; {where}; bound ±{bound:.3g}")
+
+
+def compare(published: dict, rerun: dict | None, counts: Counts, spreads: dict, tolerance: float) -> Verdict:
+    """One record's verdict; `spreads`: {flat metric: published values over the seeds}."""
+    name = record_name(published)
+    if rerun is None:
+        return Verdict(name, "differs", (Difference("record", "published", "absent", "differs",
+                                                    "not rerun: this checkout's code or configs make another "
+                                                    "record (published by other code?)"),))
+    same = same_hardware(published, rerun)
+    differences = []
     if published["status"] != rerun["status"]:
-        differences.append(f"status {published['status']} -> {rerun['status']}")
-        within = False
+        differences.append(Difference("status", published["status"], rerun["status"], "differs", "a run's outcome"))
+    a, b = flat_metrics(published.get("metrics") or {}), flat_metrics(rerun.get("metrics") or {})
+    k = max(1, sum(_numeric(v) for v in a.values()))
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)
-        if x == y:
-            continue
-        close = isinstance(x, (int, float)) and isinstance(y, (int, float)) and abs(x - y) <= tolerance
-        within &= close
-        differences.append(f"{key} {x} -> {y}")
-    name = _name(published)
-    return Verdict(name, not differences, within, tuple(differences))
+        if x != y:
+            differences.append(judge(key, x, y, counts, spreads.get(key, []), k, same, tolerance))
+    level = max((d.level for d in differences), key=LEVELS.index, default="exact")
+    return Verdict(name, level, tuple(differences))
 
 
-def _name(record: dict) -> str:
+def same_hardware(published: dict, rerun: dict) -> bool:
+    """Both records carry a fingerprint, the same one, and ran with the same threads and torch."""
+    a, b = published.get("env") or {}, rerun.get("env") or {}
+    return bool(a.get("hardware")) and all(a.get(k) == b.get(k) for k in ("hardware", "threads", "torch", "device"))
+
+
+def hardware_note(published: list[dict], rerun: list[dict]) -> str | None:
+    """How the publisher's fingerprint differs from this machine's; None when they are the same."""
+    mine = next(((r.get("env") or {}).get("hardware") for r in rerun), None)
+    theirs = {str((r.get("env") or {}).get("hardware")): (r.get("env") or {}).get("hardware") for r in published}
+    lines = []
+    for fp in theirs.values():
+        if fp is None:
+            lines.append("the published records carry no hardware fingerprint (made before it was recorded)")
+        elif fp != mine:
+            lines.extend(fingerprint_differences(fp, mine))
+    return "; ".join(dict.fromkeys(lines)) or None
+
+
+def record_name(record: dict) -> str:
     return "/".join(Path(record["_file"]).parts[-3:])
 
 
-def published_records(results_dir: Path, suite: str, methods, seeds) -> list[dict]:
+def section_key(record: dict) -> tuple:
+    return record["suite"], record["forget_set"]["name"], record["method"], record["config_hash"]
+
+
+def seed_spreads(records: list[dict]) -> dict[tuple, dict[str, list[float]]]:
+    """{(suite, forget set, method, config hash): {flat metric: values over the `ok` seeds}}."""
+    out: dict = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r["status"] == "ok":
+            for key, value in flat_metrics(r.get("metrics") or {}).items():
+                if _numeric(value):
+                    out[section_key(r)][key].append(float(value))
+    return out
+
+
+def counts_of(record: dict) -> Counts:
+    try:
+        outputs = load_outputs(Path(record["_file"]))
+    except (OSError, ValueError):
+        outputs = None
+    return Counts.of(outputs, record["forget_set"].get("label"))
+
+
+def verdicts(published: list[dict], every_published: list[dict], rerun_dir: Path, tolerance: float) -> list[Verdict]:
+    """A verdict per published record; `every_published`: all the suite's published records (the
+    seeds' spreads come from all of them, also where only some were rerun)."""
+    rerun = {record_name(r): r for r in load_records(rerun_dir)}
+    spreads = seed_spreads(every_published)
+    return [compare(r, rerun.get(record_name(r)), counts_of(r), spreads.get(section_key(r), {}), tolerance)
+            for r in published]
+
+
+def published_records(results_dir: Path, suite: str, methods=None, seeds=None) -> list[dict]:
     return [r for r in load_records(results_dir) if r["suite"] == suite
             and (methods is None or r["method"] in methods) and (seeds is None or r["seed"] in seeds)]
 
@@ -73,22 +215,6 @@ def prepare_scratch(scratch: Path, published_dir: Path, suite: str, tuned_file: 
         shutil.copy2(tuned, scratch / "results" / suite / tuned_file)
 
 
-def verdicts(published: list[dict], rerun_dir: Path, tolerance: float) -> list[Verdict]:
-    rerun = {_name(r): r for r in load_records(rerun_dir)}
-    out = []
-    for record in published:
-        other = rerun.get(_name(record))
-        out.append(compare(record, other, tolerance) if other else
-                   Verdict(_name(record), False, False, ("not rerun: this checkout's code or configs make "
-                                                         "another record (published by other code?)",), False))
-    return out
-
-
-def summary(results: list[Verdict], tolerance: float) -> str:
-    exact = sum(v.exact for v in results)
-    within = sum(v.within and not v.exact for v in results)
-    n = len(results)
-    text = f"{exact}/{n} records reproduced exactly"
-    if tolerance > 0:
-        text += f", {within} more within {tolerance:g}"
-    return text
+def summary(results: list[Verdict]) -> str:
+    counts = {level: sum(v.level == level for v in results) for level in LEVELS}
+    return f"{len(results)} records: " + ", ".join(f"{n} {level}" for level, n in counts.items())

@@ -4,7 +4,8 @@
 per-seed gaps are not significantly worse than the best remaining method's share its rank;
 "worse" is a one-sided paired t-test over the seeds both have, Holm-corrected across the
 methods compared in that step; the tied group is removed and the next rank is found the same
-way among the rest (dense ranks: 1, 1, 2, 3, 3, ...).
+way among the rest (dense ranks: 1, 1, 2, 3, 3, ...). `rank_intervals`: each method's place
+by mean gap and the 95% interval of that place over a paired bootstrap of the seeds.
 """
 
 from __future__ import annotations
@@ -60,3 +61,27 @@ def ranks(gaps: dict[str, dict[int, float]]) -> dict[str, int]:
             del remaining[k]
         rank += 1
     return out
+
+
+def rank_intervals(gaps: dict[str, dict[int, float]], resamples: int = 2000, seed: int = 0
+                   ) -> dict[str, tuple[int, int, int]]:
+    """{label: (place, low, high)} from {label: {seed: gap}} over the seeds every label has: place 1
+    is the smallest mean gap (ties by label), and [low, high] the 95% percentile interval of the place
+    over a paired bootstrap of those seeds (`scipy.stats.bootstrap`, paired: one resample takes the
+    same seeds for every label). With one shared seed the interval is the place itself."""
+    labels = sorted(k for k, v in gaps.items() if v)
+    shared = sorted(set.intersection(*(set(gaps[k]) for k in labels))) if labels else []
+    if not shared:
+        return {}
+    data = [np.array([gaps[k][s] for s in shared], np.float64) for k in labels]
+
+    def places(*samples, axis=-1):
+        means = np.stack([x.mean(axis=axis) for x in samples])  # ties: the earlier label first
+        return np.argsort(np.argsort(means, axis=0, kind="stable"), axis=0, kind="stable") + 1.0
+
+    place = places(*data).astype(int)
+    if len(shared) < 2 or len(labels) < 2:
+        return {k: (int(p), int(p), int(p)) for k, p in zip(labels, place)}
+    ci = stats.bootstrap(data, places, paired=True, vectorized=True, method="percentile",
+                         n_resamples=resamples, rng=np.random.default_rng(seed)).confidence_interval
+    return {k: (int(p), int(np.floor(lo)), int(np.ceil(hi))) for k, p, lo, hi in zip(labels, place, ci.low, ci.high)}

@@ -3,7 +3,9 @@
 No attack runs a model. An attack is registered with `@register_attack(name, label=..., strength=...)`
 (`label`: its name in tables; `strength`: how hard a test of unlearning it is, by the literature's
 account: 4 U-LiRA, 3 LiRA, 2 RMIA, 1 population attacks on the loss, 0 a score that is not an
-attack's ROC; the leaderboard heads each section with the strongest attack it has) and maps an
+attack's ROC; the leaderboard heads each section with the strongest attack it has; optionally
+`resolution`: {metric: `bench.metrics.Resolution`} for metrics whose step differs from the one
+`bench.metrics` declares for that name, as for attacks that fit a model) and maps an
 `AttackInput` to an `AttackResult`: its metrics and per-example membership scores for the
 members (the forget set) and the non-members (held-out examples: the test split, or for class
 forgetting the test examples of the forgotten class). Reference-model outputs reach an attack

@@ -12,6 +12,7 @@ import numpy as np
 from scipy.stats import norm
 
 from bench.attacks.base import AttackInput, AttackResult, register_attack, roc_metrics, scored
+from bench.metrics import Resolution
 
 LIRA_VARIANTS = ("online_fixed", "online", "offline_fixed", "offline")
 
@@ -119,7 +120,8 @@ def _tune_a(refs, m: int, gamma: float, seed: int) -> float:
     return best[1]
 
 
-@register_attack("rmia", needs_references=True, label="RMIA", strength=2)
+@register_attack("rmia", needs_references=True, label="RMIA", strength=2,
+                 resolution={"a": Resolution("grid", step=0.1)})
 def rmia(a: AttackInput) -> AttackResult:
     """RMIA (Zarifzadeh et al. 2024), offline, with m reference models and population data."""
     refs, st = a.references, a.settings

@@ -13,6 +13,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.svm import SVC
 
 from bench.attacks.base import AttackInput, AttackResult, balanced_sample, register_attack, roc_metrics, scored
+from bench.metrics import fitted
 from bench.spec import derive_seed
 
 
@@ -42,7 +43,8 @@ def simple_mia_scores(member_loss: np.ndarray, nonmember_loss: np.ndarray,
             "n_members": int(len(members)), "n_nonmembers": int(len(nonmembers))}
 
 
-@register_attack("simple", label="Simple MIA", strength=1)
+@register_attack("simple", label="Simple MIA", strength=1,
+                 resolution=fitted("accuracy", "auc", "balanced_accuracy", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"))
 def simple_mia(a: AttackInput) -> AttackResult:
     """Kit / SCRUB simple MIA: loss-only logistic regression, forget (members) vs held-out.
 
@@ -70,7 +72,8 @@ def loss_threshold(a: AttackInput) -> AttackResult:
     return scored(-a.members()["loss"], -a.nonmembers()["loss"])
 
 
-@register_attack("mia_efficacy", label="MIA-Efficacy", strength=0)
+@register_attack("mia_efficacy", label="MIA-Efficacy", strength=0,
+                 resolution=fitted("efficacy", "auc", "balanced_accuracy", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"))
 def mia_efficacy(a: AttackInput) -> AttackResult:
     """SalUn's MIA-Efficacy: SVC on true-class probability, retain vs test, applied to forget.
 
