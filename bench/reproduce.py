@@ -10,12 +10,15 @@ the record is classed by its worst metric:
   the split for an accuracy, one member for a TPR, one member-non-member pair for an AUC, two
   member steps for attacks that fit a model: `bench.metrics.Resolution`), plus `--tolerance`;
 - *within the seeds' spread*: where the hardware fingerprints differ (other kernels; training
-  turns their last-bit differences into another draw of the same distribution), every other
-  difference lies inside the 95% prediction interval of the published seeds of that method,
-  Bonferroni-corrected over the numeric metrics of the record: |rerun - mean| <= t(1 - 0.05 /
-  (2K), n - 1) * s * sqrt(1 + 1/n) + its resolution allowance, from the n >= 3 published `ok`
-  seeds (mean, std s) of the same method and config; so a faithful rerun record is called
-  *differs* with probability at most 5% under a normal model;
+  turns their last-bit differences into another draw of the same distribution), for every other
+  difference both the published value and the rerun lie inside a prediction interval from the
+  same method's other published seeds: |value - m| <= t * s * sqrt(1 + 1/n) + the metric's
+  resolution allowance, where m is the mean of the n other published `ok` seeds, s the larger
+  of their std and the metric's seed-to-seed std pooled over the section's methods (the
+  record's own seed left out of both, so an edited record cannot widen its own interval), and t the Student
+  quantile at 1 - 0.05 / (4K) with the pooled degrees of freedom, K the numeric metrics of the
+  record (Bonferroni over 2K values: a faithful record and rerun are called *differs* with
+  probability at most 5% under a normal model);
 - *differs*: anything else, a changed status, or no rerun record of that name.
 On the same fingerprint only *exact* passes. Wall-clock fields (`*_s`) and code hashes are not
 compared. `conclusions` then compares the boards of the published and the rerun records (the
@@ -99,10 +102,11 @@ def _numeric(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def judge(name: str, x, y, counts: Counts, spread: list[float], k: int, same_hardware: bool,
-          tolerance: float) -> Difference:
-    """The level of one metric that differs (x published, y rerun); `spread`: the published seeds'
-    values of it for the same method and config; `k`: the numeric metrics of the record."""
+def judge(name: str, x, y, counts: Counts, others: list[float], pooled: tuple[float, int] | None, k: int,
+          same_hardware: bool, tolerance: float) -> Difference:
+    """The level of one metric that differs (x published, y rerun). `others`: its values in the same
+    method's other published seeds; `pooled`: (std, degrees of freedom) of its seed-to-seed spread
+    pooled over the section's methods; `k`: the numeric metrics of the record (Bonferroni)."""
     if not (_numeric(x) and _numeric(y)):
         return Difference(name, x, y, "differs", "not a number: must be equal")
     resolution, attack = resolution_of(name)
@@ -114,20 +118,21 @@ def judge(name: str, x, y, counts: Counts, spread: list[float], k: int, same_har
         return Difference(name, x, y, "differs", f"{steps}; same hardware fingerprint: only equal numbers pass")
     if d <= allowance * (1 + 1e-9):
         return Difference(name, x, y, "within resolution", f"{steps}, {resolution.steps} allowed")
-    values = np.asarray(spread, np.float64)
+    values = np.asarray(others, np.float64)
     n = len(values)
-    if n < 3:
-        return Difference(name, x, y, "differs", f"{steps}; {n} published seeds, too few for a spread")
-    mean, s = float(values.mean()), float(values.std(ddof=1))
-    bound = stats.t.ppf(1 - ALPHA / (2 * k), n - 1) * s * np.sqrt(1 + 1 / n) + allowance
-    where = f"{(y - mean) / s:+.2f} std from the mean of {n} published seeds" if s > 0 else \
-        f"the {n} published seeds all give {_short(mean)}"
-    level = "within the seeds' spread" if abs(y - mean) <= bound * (1 + 1e-9) else "differs"
+    if n < 2 or pooled is None or pooled[1] < 2:
+        return Difference(name, x, y, "differs", f"{steps}; {n} other published seeds, too few for a spread")
+    mean, s = float(values.mean()), max(float(values.std(ddof=1)), pooled[0])
+    bound = stats.t.ppf(1 - ALPHA / (4 * k), pooled[1]) * s * np.sqrt(1 + 1 / n) + allowance
+    where = (f"published {(x - mean) / s:+.2f}, rerun {(y - mean) / s:+.2f} std from the mean of the {n} other "
+             "published seeds" if s > 0 else f"the {n} other published seeds all give {_short(mean)}")
+    inside = max(abs(x - mean), abs(y - mean)) <= bound * (1 + 1e-9)
+    level = "within the seeds' spread" if inside else "differs"
     return Difference(name, x, y, level, f"{steps}; {where}; bound ±{bound:.3g}")
 
 
-def compare(published: dict, rerun: dict | None, counts: Counts, spreads: dict, tolerance: float) -> Verdict:
-    """One record's verdict; `spreads`: {flat metric: published values over the seeds}."""
+def compare(published: dict, rerun: dict | None, counts: Counts, spread: "Spread", tolerance: float) -> Verdict:
+    """One record's verdict against its rerun; `spread`: the published seeds' values (`seed_spread`)."""
     name = record_name(published)
     if rerun is None:
         return Verdict(name, "differs", (Difference("record", "published", "absent", "differs",
@@ -139,10 +144,12 @@ def compare(published: dict, rerun: dict | None, counts: Counts, spreads: dict, 
         differences.append(Difference("status", published["status"], rerun["status"], "differs", "a run's outcome"))
     a, b = flat_metrics(published.get("metrics") or {}), flat_metrics(rerun.get("metrics") or {})
     k = max(1, sum(_numeric(v) for v in a.values()))
+    own = spread.by_method.get(section_key(published), {})
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)
         if x != y:
-            differences.append(judge(key, x, y, counts, spreads.get(key, []), k, same, tolerance))
+            others = [v for seed, v in own.get(key, {}).items() if seed != published["seed"]]
+            differences.append(judge(key, x, y, counts, others, spread.pooled(published, key), k, same, tolerance))
     level = max((d.level for d in differences), key=LEVELS.index, default="exact")
     return Verdict(name, level, tuple(differences))
 
@@ -174,15 +181,35 @@ def section_key(record: dict) -> tuple:
     return record["suite"], record["forget_set"]["name"], record["method"], record["config_hash"]
 
 
-def seed_spreads(records: list[dict]) -> dict[tuple, dict[str, list[float]]]:
-    """{(suite, forget set, method, config hash): {flat metric: values over the `ok` seeds}}."""
-    out: dict = defaultdict(lambda: defaultdict(list))
+@dataclass(frozen=True)
+class Spread:
+    """The published seeds' values of every numeric metric, per method and config {metric: {seed: value}}."""
+
+    by_method: dict
+
+    def pooled(self, record: dict, key: str) -> tuple[float, int] | None:
+        """(std, degrees of freedom) of `key`'s seed-to-seed spread pooled over the methods of
+        `record`'s section (the residual spread of a one-way layout by method), `record`'s own
+        seed left out; None where no method has two seeds."""
+        ss, df = 0.0, 0
+        for method, metrics in self.by_method.items():
+            if method[:2] != section_key(record)[:2]:
+                continue
+            values = np.array([v for seed, v in metrics.get(key, {}).items()
+                               if (method, seed) != (section_key(record), record["seed"])], np.float64)
+            if len(values) > 1:
+                ss, df = ss + float(((values - values.mean()) ** 2).sum()), df + len(values) - 1
+        return (float(np.sqrt(ss / df)), df) if df else None
+
+
+def seed_spread(records: list[dict]) -> Spread:
+    by_method: dict = defaultdict(lambda: defaultdict(dict))
     for r in records:
         if r["status"] == "ok":
             for key, value in flat_metrics(r.get("metrics") or {}).items():
                 if _numeric(value):
-                    out[section_key(r)][key].append(float(value))
-    return out
+                    by_method[section_key(r)][key][r["seed"]] = float(value)
+    return Spread(by_method)
 
 
 def counts_of(record: dict) -> Counts:
@@ -197,9 +224,8 @@ def verdicts(published: list[dict], every_published: list[dict], rerun_dir: Path
     """A verdict per published record; `every_published`: all the suite's published records (the
     seeds' spreads come from all of them, also where only some were rerun)."""
     rerun = {record_name(r): r for r in load_records(rerun_dir)}
-    spreads = seed_spreads(every_published)
-    return [compare(r, rerun.get(record_name(r)), counts_of(r), spreads.get(section_key(r), {}), tolerance)
-            for r in published]
+    spread = seed_spread(every_published)
+    return [compare(r, rerun.get(record_name(r)), counts_of(r), spread, tolerance) for r in published]
 
 
 def published_records(results_dir: Path, suite: str, methods=None, seeds=None) -> list[dict]:

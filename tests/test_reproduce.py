@@ -1,31 +1,72 @@
-"""`unlearn-bench reproduce`: published records rerun from nothing, every metric compared."""
+"""`unlearn-bench reproduce`: published records rerun from nothing, every metric judged by its
+resolution, on other hardware by the published seeds' spread, and the board's conclusions."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from bench.store import load_records
+from conftest import TINY_SUITE
+
+THREE_SEEDS = TINY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
 
 
-def test_reproduce_reruns_from_an_empty_cache_and_finds_every_record_and_every_change(cli, tiny_suite, tmp_path):
+def _reproduce(suite, scratch, *more, env=None):
+    """`unlearn-bench reproduce` in a fresh process (ATEN_CPU_CAPABILITY is read when torch loads)."""
+    result = subprocess.run([sys.executable, "-m", "bench", "reproduce", str(suite), "--quiet", "--scratch",
+                             str(scratch), *map(str, more)], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=300)
+    return result.returncode, result.stdout, result.stderr
+
+
+def _edit(pattern: str, key: str, change) -> str:
+    record = next(Path("results/tiny").rglob(pattern))
+    data = json.loads(record.read_text())
+    data["metrics"][key] = change(data["metrics"][key])
+    record.write_text(json.dumps(data))
+    return "/".join(record.parts[-3:])
+
+
+def test_same_hardware_reproduces_exactly_and_any_difference_fails(cli, tiny_suite, tmp_path):
     suite = tiny_suite()
     assert cli("run", suite, "--quiet", "--cache-dir", "published-cache")[0] == 0
     code, out, err = cli("reproduce", suite, "--quiet", "--scratch", tmp_path / "again")
     assert code == 0, err
-    assert "tiny: 8/8 records reproduced exactly" in out and str(tmp_path / "again" / "leaderboard.md") in out
+    assert "tiny: 8 records: 8 exact, 0 within resolution, 0 within the seeds' spread, 0 differs" in out
+    assert "conclusions reproduced" in out and "the same fingerprint as the publisher" in out
+    assert str(tmp_path / "again" / "leaderboard.md") in out
     assert len(load_records(tmp_path / "again" / "results")) == 8
     assert (tmp_path / "again" / "cache" / "models").is_dir()  # its own cache, trained anew
 
-    record = next(p for p in Path("results/tiny").rglob("finetune-*seed1.json"))
-    data = json.loads(record.read_text())
-    data["metrics"]["test_acc"] += 0.004  # a published number nobody can get again
-    record.write_text(json.dumps(data))
+    # a difference far inside one example's resolution: on the same fingerprint it still fails
+    name = _edit("finetune-*seed1.json", "test_acc", lambda v: v + 1e-9)
     code, out, _ = cli("reproduce", suite, "--quiet", "--methods", "finetune", "--seeds", "1",
                        "--scratch", tmp_path / "once-more")
-    assert code == 1 and "DIFFERS: tiny/random-10pct/finetune-" in out and "test_acc" in out
-    assert "tiny: 2/3 records reproduced exactly" in out  # original, retrain and finetune of seed 1
-    code, out, _ = cli("reproduce", suite, "--quiet", "--methods", "finetune", "--seeds", "1", "--tolerance", "0.01",
-                       "--scratch", tmp_path / "tolerant")
-    assert code == 0 and "within tolerance" in out and "2/3 records reproduced exactly, 1 more within 0.01" in out
+    assert code == 1
+    assert f"DIFFERS: {name}: test_acc" in out and "same hardware fingerprint: only equal numbers pass" in out
+    assert "3 records: 2 exact, 0 within resolution, 0 within the seeds' spread, 1 differs" in out
+
+
+def test_other_hardware_passes_within_resolution_or_spread_and_a_real_change_fails(cli, tiny_suite, tmp_path):
+    suite = tiny_suite(THREE_SEEDS)
+    assert cli("run", suite, "--quiet")[0] == 0
+    other = {"ATEN_CPU_CAPABILITY": "default"}  # no vectorised kernels: another fingerprint on any CPU
+    code, out, err = _reproduce(suite, tmp_path / "elsewhere", env=other)
+    assert code == 0, out + err
+    assert "torch_cpu_capability:" in out and "-> DEFAULT" in out
+    assert "0 differs" in out and "conclusions reproduced" in out
+
+    # one metric moved far beyond one example and beyond what the seeds spread over
+    name = _edit("finetune-*seed2.json", "forget_acc", lambda v: 1.0 - v if v < 0.5 else v - 0.5)
+    code, out, err = _reproduce(suite, tmp_path / "edited", "--methods", "finetune", env=other)
+    assert code == 1, out + err
+    line = next(x for x in out.splitlines() if x.strip().startswith(f"DIFFERS: {name}"))
+    assert "forget_acc" in line and "steps of" in line and "std from the mean of the 2 other published seeds" in line
+    assert "1 differs" in out.splitlines()[-1]
 
 
 def test_reproduce_refuses_a_used_scratch_folder_and_a_suite_never_published(cli, tiny_suite, tmp_path):
@@ -38,3 +79,19 @@ def test_reproduce_refuses_a_used_scratch_folder_and_a_suite_never_published(cli
     code, _, err = cli("reproduce", suite, "--quiet", "--scratch", tmp_path / "used")
     assert code == 2 and "is not an empty folder" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "used" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("published, rerun, level", [
+    (0.9, 0.9 + 1 / 90, "within resolution"),  # one forget example of 90
+    (0.9, 0.9 + 3 / 90, "within the seeds' spread"),  # three: inside what the seeds spread over
+    (0.9, 0.2, "differs"),  # far outside both
+])
+def test_a_metric_is_judged_by_its_resolution_then_the_spread(published, rerun, level):
+    from bench.metrics import Counts
+    from bench.reproduce import judge
+
+    counts = Counts({"forget": 90}, {})
+    others, pooled = [0.88, 0.93], (0.02, 26)  # two other published seeds; the section's pooled std
+    d = judge("forget_acc", published, rerun, counts, others, pooled, 40, same_hardware=False, tolerance=0.0)
+    assert d.level == level
+    assert judge("forget_acc", published, rerun, counts, others, pooled, 40, True, 0.0).level == "differs"
