@@ -10,15 +10,15 @@ the record is classed by its worst metric:
   the split for an accuracy, one member for a TPR, one member-non-member pair for an AUC, two
   member steps for attacks that fit a model: `bench.metrics.Resolution`), plus `--tolerance`;
 - *within the seeds' spread*: where the hardware fingerprints differ (other kernels; training
-  turns their last-bit differences into another draw of the same distribution), for every other
-  difference both the published value and the rerun lie inside a prediction interval from the
-  same method's other published seeds: |value - m| <= t * s * sqrt(1 + 1/n) + the metric's
-  resolution allowance, where m is the mean of the n other published `ok` seeds, s the larger
-  of their std and the metric's seed-to-seed std pooled over the section's methods (the
-  record's own seed left out of both, so an edited record cannot widen its own interval), and t the Student
-  quantile at 1 - 0.05 / (4K) with the pooled degrees of freedom, K the numeric metrics of the
-  record (Bonferroni over 2K values: a faithful record and rerun are called *differs* with
-  probability at most 5% under a normal model);
+  turns their last-bit differences into another draw of the same distribution), every other
+  difference is no larger than two draws of one seed-to-seed distribution differ:
+  |rerun - published| <= t * s * sqrt(2) + the metric's resolution allowance, where s is the
+  larger of the std of the same method's other published `ok` seeds and the metric's
+  seed-to-seed std pooled over the section's methods (the record's own seed left out of both, so
+  an edited record cannot widen its own allowance), and t the Student quantile at
+  1 - 0.05 / (2K) with the pooled degrees of freedom, K the numeric metrics of the record
+  (Bonferroni: a faithful rerun record is called *differs* at most 5% of the time under a
+  normal model);
 - *differs*: anything else, a changed status, or no rerun record of that name.
 On the same fingerprint only *exact* passes. Wall-clock fields (`*_s`) and code hashes are not
 compared. `conclusions` then compares the boards of the published and the rerun records (the
@@ -122,12 +122,10 @@ def judge(name: str, x, y, counts: Counts, others: list[float], pooled: tuple[fl
     n = len(values)
     if n < 2 or pooled is None or pooled[1] < 2:
         return Difference(name, x, y, "differs", f"{steps}; {n} other published seeds, too few for a spread")
-    mean, s = float(values.mean()), max(float(values.std(ddof=1)), pooled[0])
-    bound = stats.t.ppf(1 - ALPHA / (4 * k), pooled[1]) * s * np.sqrt(1 + 1 / n) + allowance
-    where = (f"published {(x - mean) / s:+.2f}, rerun {(y - mean) / s:+.2f} std from the mean of the {n} other "
-             "published seeds" if s > 0 else f"the {n} other published seeds all give {_short(mean)}")
-    inside = max(abs(x - mean), abs(y - mean)) <= bound * (1 + 1e-9)
-    level = "within the seeds' spread" if inside else "differs"
+    s = max(float(values.std(ddof=1)), pooled[0])
+    bound = stats.t.ppf(1 - ALPHA / (2 * k), pooled[1]) * s * np.sqrt(2) + allowance
+    where = f"{d / s:.2f} std of the seeds" if s > 0 else f"the {n} other published seeds all give {_short(values[0])}"
+    level = "within the seeds' spread" if d <= bound * (1 + 1e-9) else "differs"
     return Difference(name, x, y, level, f"{steps}; {where}; bound ±{bound:.3g}")
 
 
