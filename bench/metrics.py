@@ -19,8 +19,10 @@ class Resolution:
 
     `per`: "example" (an accuracy over the examples of `split`: 1/n), "member" (one member of the
     attack's members: 1/n_members; a TPR at a fixed FPR, a balanced accuracy), "pair" (an AUC:
-    1/(n_members x n_nonmembers)), "grid" (a value chosen from a grid of spacing `step`), "exact"
-    (a setting or a count: no step). A metric from a model the attack fits (a logistic
+    1/(n_members x n_nonmembers)), "grid" (a value chosen from a grid of spacing `step`), "setup"
+    (how the attack ran, not what it found: e.g. how many of U-LiRA's reference models survived
+    unlearning; those references are shared by every seed, so the seeds show no spread of it, and
+    on other kernels they are another draw), "exact" (a setting or a count: no step). A metric from a model the attack fits (a logistic
     regression, an SVC) moves by more than one example when one example's score moves, so such
     attacks declare "member" with `steps` 2; the largest moves seen across CPUs were one member.
     """
@@ -44,6 +46,7 @@ class Resolution:
 
 
 EXACT = Resolution()
+SETUP = Resolution("setup")
 
 
 @dataclass(frozen=True)

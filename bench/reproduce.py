@@ -19,6 +19,9 @@ the record is classed by its worst metric:
   1 - 0.05 / (2K) with the pooled degrees of freedom, K the numeric metrics of the record
   (Bonferroni: a faithful rerun record is called *differs* at most 5% of the time under a
   normal model);
+  a field that describes the attack's setup (`Resolution("setup")`: how many of U-LiRA's
+  reference models survived unlearning, which failed) is shown and, on other hardware, counts
+  as another draw of those shared references;
 - *differs*: anything else, a changed status, or no rerun record of that name.
 On the same fingerprint only *exact* passes. Wall-clock fields (`*_s`) and code hashes are not
 compared. `conclusions` then compares the boards of the published and the rerun records (the
@@ -107,9 +110,13 @@ def judge(name: str, x, y, counts: Counts, others: list[float], pooled: tuple[fl
     """The level of one metric that differs (x published, y rerun). `others`: its values in the same
     method's other published seeds; `pooled`: (std, degrees of freedom) of its seed-to-seed spread
     pooled over the section's methods; `k`: the numeric metrics of the record (Bonferroni)."""
+    resolution, attack = resolution_of(name)
+    if resolution.per == "setup":
+        return Difference(name, x, y, "differs" if same_hardware else "within the seeds' spread",
+                          "the attack's setup, shared by every seed; on other kernels its reference models "
+                          "are another draw" + ("; same hardware fingerprint: must be equal" if same_hardware else ""))
     if not (_numeric(x) and _numeric(y)):
         return Difference(name, x, y, "differs", "not a number: must be equal")
-    resolution, attack = resolution_of(name)
     step = resolution.size(counts, attack)
     allowance = (step * resolution.steps if step else 0.0) + tolerance
     d = abs(y - x)

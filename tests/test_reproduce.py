@@ -95,3 +95,17 @@ def test_a_metric_is_judged_by_its_resolution_then_the_spread(published, rerun, 
     d = judge("forget_acc", published, rerun, counts, others, pooled, 40, same_hardware=False, tolerance=0.0)
     assert d.level == level
     assert judge("forget_acc", published, rerun, counts, others, pooled, 40, True, 0.0).level == "differs"
+
+
+def test_an_attacks_setup_is_another_draw_on_other_hardware_and_must_match_on_the_same():
+    """U-LiRA's surviving references are shared by every seed (no spread to judge by); on other
+    kernels the unlearned references are another draw: cifar10-cpu finetune had one diverge."""
+    from bench.metrics import Counts
+    from bench.reproduce import judge
+
+    counts = Counts({}, {"ulira": (90, 90)})
+    for name, x, y in [("mia.ulira.n_references", 3, 4), ("mia.ulira.reference_errors", ["NaN in epoch 1"], [])]:
+        assert judge(name, x, y, counts, [3, 3], (0.0, 20), 40, False, 0.0).level == "within the seeds' spread"
+        assert judge(name, x, y, counts, [3, 3], (0.0, 20), 40, True, 0.0).level == "differs"
+    # a setting an attack does not declare as its setup must be equal: RMIA's gamma
+    assert judge("mia.rmia.gamma", 1.0, 2.0, counts, [1.0, 1.0], (0.0, 20), 40, False, 0.0).level == "differs"

@@ -13,9 +13,12 @@ import numpy as np
 
 from bench.attacks.base import AttackInput, AttackResult, register_attack, scored
 from bench.attacks.lira import lira_scores
+from bench.metrics import SETUP
 
 
-@register_attack("ulira", needs_references=True, needs_unlearned_references=True, label="U-LiRA", strength=4)
+@register_attack("ulira", needs_references=True, needs_unlearned_references=True, label="U-LiRA", strength=4,
+                 resolution={k: SETUP for k in ("n_references", "n_references_failed", "reference_errors",
+                                                "forget_sizes", "mean_in_per_example", "mean_out_per_example")})
 def ulira(a: AttackInput) -> AttackResult:
     """U-LiRA (Hayes et al. 2024): LiRA whose IN models were trained on x, then unlearned by the method."""
     u = a.unlearned
