@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
+import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--scratch", type=Path, default=None,
                        help="a new or empty folder for the rerun (default: a new folder in the system's temp dir)")
     repro.add_argument("--tolerance", type=float, default=0.0,
-                       help="absolute difference a metric may show beyond its declared resolution and still count "
-                            "as within resolution (default: 0)")
+                       help="absolute difference a metric may show beyond its declared resolution (on the same "
+                            "hardware fingerprint: beyond equality) and still count as within resolution (default: 0)")
     repro.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     repro.add_argument("--download", action="store_true", help="let torchvision download missing data")
     repro.add_argument("--quiet", action="store_true", help="no progress output")
@@ -297,54 +299,68 @@ def cmd_reproduce(args) -> int:
     from bench.suites import load_suite
     from bench.tune import TUNED_FILE
 
-    if args.tolerance < 0:
-        raise UserError(f"--tolerance {args.tolerance:g}: give 0 (exact) or a positive difference.")
+    if not math.isfinite(args.tolerance) or args.tolerance < 0:
+        raise UserError(f"--tolerance {args.tolerance:g}: give 0 (exact) or a positive, finite difference.")
     for plugin in args.plugin:
         load_plugin(plugin)
     name = load_suite(args.suite).name
     methods = None if not args.methods else {"original", "retrain", *args.methods}
-    published = published_records(args.results, name, methods, set(args.seeds) if args.seeds else None)
+    unreadable: list[str] = []
+    published = published_records(args.results, name, methods, set(args.seeds) if args.seeds else None, unreadable)
     if not published:
         raise UserError(f"no published records of suite '{name}'{' for those methods/seeds' if args.methods or args.seeds else ''} "
                         f"under '{args.results}'; pass --results where they are.")
     if args.scratch is not None and args.scratch.exists() and (not args.scratch.is_dir() or any(args.scratch.iterdir())):
         raise UserError(f"--scratch '{args.scratch}' exists and is not an empty folder; reproduce starts from "
                         "nothing: pass a new folder.")
+    made = args.scratch is None or not args.scratch.exists()
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix=f"unlearn-bench-reproduce-{name}-"))
     board = scratch / "leaderboard.md"
     rerun = Namespace(**{**vars(args), "command": "run", "results": scratch / "results", "cache_dir": scratch / "cache",
                          "leaderboard": board, "overrides": [], "tuned": False, "allow_dirty": True})
-    prepare_scratch(scratch, args.results, name, TUNED_FILE)
     started = time.perf_counter()
-    with _locked_suite(rerun) as (suite, opts, _):
-        from bench.executors import run_suite
-        from bench.leaderboard import write_leaderboard
-        from bench.runner import SuiteRun
+    try:
+        prepare_scratch(scratch, args.results, name, TUNED_FILE)
+        with _locked_suite(rerun) as (suite, opts, _):
+            from bench.executors import run_suite
+            from bench.leaderboard import write_leaderboard
+            from bench.runner import SuiteRun
 
-        counts = run_suite(SuiteRun(suite, opts))
-        write_leaderboard(rerun.results, board)
+            counts = run_suite(SuiteRun(suite, opts))
+            write_leaderboard(rerun.results, board)
+    except UserError:  # refused before anything ran: leave the scratch folder as it was (new or empty)
+        shutil.rmtree(scratch) if made else [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in scratch.iterdir()]
+        raise
     elapsed = time.perf_counter() - started
-    passed = _report_reproduction(published, published_records(args.results, name), rerun.results, args.tolerance)
+    passed = _report_reproduction(published, published_records(args.results, name), rerun.results, args.tolerance,
+                                  unreadable, (args.results, _leaderboard_path(args), name))
     print(f"{name}: {passed[1]} ({counts['ok']} runs in {elapsed:.0f} s from an empty cache). Rerun records: "
           f"{rerun.results}; their leaderboard: {board}; published: {args.results} and {_leaderboard_path(args)}.")
     return 0 if passed[0] else 1
 
 
-def _report_reproduction(published: list[dict], every_published: list[dict], rerun_dir: Path,
-                         tolerance: float) -> tuple[bool, str]:
-    """Print what moved (records by level, the hardware, the board); (passed, the verdict line)."""
-    from bench.conclusions import conclusions
-    from bench.reproduce import hardware_note, same_hardware, summary, verdicts
+def _report_reproduction(published: list[dict], every_published: list[dict], rerun_dir: Path, tolerance: float,
+                         unreadable: list[str] = (), board_file: tuple | None = None) -> tuple[bool, str]:
+    """Print what moved (records by level, the hardware, the code, the board); (passed, the verdict
+    line). `board_file`: (published results folder, its leaderboard file, suite), checked too."""
+    from bench.conclusions import conclusions, stale_board
+    from bench.environment import git
+    from bench.reproduce import LEVELS, hardware_note, same_hardware, summary, verdicts
     from bench.store import load_records
 
-    results = verdicts(published, every_published, rerun_dir, tolerance)
+    results = verdicts(published, every_published, rerun_dir, tolerance, list(unreadable))
     for v in results:
         if v.level != "exact":
             more = f" (and {len(v.differences) - 3} more)" if len(v.differences) > 3 else ""
             label = "DIFFERS" if v.level == "differs" else v.level
-            worst = sorted(v.differences, key=lambda d: d.level != "differs")  # what failed first
+            worst = sorted(v.differences, key=lambda d: -LEVELS.index(d.level))  # what set the level first
             print(f"  {label}: {v.record}: {'; '.join(map(str, worst[:3]))}{more}")
     rerun = load_records(rerun_dir)
+    commits = sorted({(r.get("env") or {}).get("git_sha") or "unknown" for r in published})
+    head = git("rev-parse", "HEAD") or "unknown"
+    if commits != [head]:
+        print(f"  code: published from commit {', '.join(c[:10] for c in commits)}; this checkout is {head[:10]} "
+              "(a change to hashed code redraws the reference models of LiRA, RMIA and U-LiRA)")
     by_name = {Path(r["_file"]).name: r for r in rerun}
     pairs = [(p, by_name[Path(p["_file"]).name]) for p in published if Path(p["_file"]).name in by_name]
     same = bool(pairs) and all(same_hardware(p, r) for p, r in pairs)
@@ -355,9 +371,15 @@ def _report_reproduction(published: list[dict], every_published: list[dict], rer
         if not c.holds:
             print(f"  board DIFFERS: {c}")
     held = all(c.holds for c in board)
+    if board_file is not None and board_file[1].is_file():
+        stale = stale_board(*board_file)
+        for title in stale:
+            print(f"  board DIFFERS: {board_file[1]}: section '{title[3:]}' is not what the published records give "
+                  "(edited by hand? regenerate it with `unlearn-bench leaderboard`)")
+        held &= not stale
     cells = sum(c.what != "place" for c in board)
     verdict = (f"{summary(results)}; the published board's conclusions {'reproduced' if held else 'did NOT reproduce'} "
-               f"({cells} headline cells, {len(board) - cells} places)")
+               f"({cells} headline cells, {len(board) - cells} place{'' if len(board) - cells == 1 else 's'})")
     return all(v.passed for v in results) and held, verdict
 
 

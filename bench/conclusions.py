@@ -7,22 +7,26 @@ where the hardware fingerprints differ, when it moved by no more than its resolu
 accuracy: one example of its split), or lies within the seeds' spread: |rerun - published| <=
 t(1 - 0.05 / (2K), n - 1) * s * sqrt(2 / m), with s and n the std and number of the method's
 published seeds (all of them), m the seeds the cell averages and K the cells compared
-(Bonferroni). Forget quality is computed from all seeds at once and has no per-seed spread: it
-holds where it prints the same, or follows its records when they all reproduced. A method's
+(Bonferroni), and only where every record reproduced. Forget quality is computed from all seeds
+at once and has no per-seed spread: it holds where it prints the same, or follows its records
+when they all reproduced. A method's
 place (by mean Avg. Gap) holds when the rerun's lies inside the published place's 95% interval
 over a paired bootstrap of the seeds (`bench.statistics.rank_intervals`). On the same
-fingerprint only equal cells and places hold.
+fingerprint only equal cells and places hold. `stale_board`: the published leaderboard file
+must also be what the published records give (nobody edits it by hand).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
 from bench.aggregate import headline_attack, section_rows
-from bench.leaderboard import headline_keys, sections
+from bench.leaderboard import headline_keys, render, sections
+from bench.store import load_records
 from bench.metrics import METRICS
 from bench.reproduce import ALPHA, counts_of
 
@@ -96,8 +100,10 @@ def _cell(section, method, col, row, other, full, counts, k, same, records_repro
     step = metric.resolution.size(counts)
     if step and abs(y - x) <= 100 * step * metric.resolution.steps * (1 + 1e-9):
         return done("within resolution", f"one step {100 * step:.3g}")
+    if not records_reproduced:  # a cell may only be another draw when every record it averages is
+        return done("differs", "beyond its resolution, and not every record reproduced")
     if col == "forget_quality":
-        return done("follows its records" if records_reproduced else "differs", "no per-seed spread")
+        return done("follows its records", "no per-seed spread")
     s, n, m = full.get(f"{col}_std"), full.get("n", 0), row.get("n", 0)
     if s is None or n < 3 or m < 1:
         return done("differs", f"{n} published seeds, too few for a spread")
@@ -112,3 +118,27 @@ def _place(section, method, row, other, same) -> Conclusion:
     held = place is not None and low <= place <= high
     return Conclusion(section, method, "place", f"{row['place']} [{low}, {high}]", str(place),
                       "within its interval" if held else "differs")
+
+
+def _sections(text: str, suite: str) -> dict[str, list[str]]:
+    """The suite's sections of a leaderboard text, by title, without the figure links (which
+    depend on where the board is written) and blank lines."""
+    out, title = {}, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title = line if line.startswith(f"## {suite} — ") else None
+            if title:
+                out[title] = []
+        elif title and line.strip() and not line.startswith("Figures: "):
+            out[title].append(line)
+    return out
+
+
+def stale_board(results_dir: Path, board: Path, suite: str) -> list[str]:
+    """The titles of the suite's sections in the published leaderboard file that differ from what
+    the published records give (nothing is written: figures are not drawn); [] when they agree."""
+    skipped: list[str] = []
+    records = load_records(results_dir, skipped)
+    given = _sections(render(records, results_dir.as_posix().rstrip("/"), skipped=skipped), suite)
+    found = _sections(board.read_text(encoding="utf-8"), suite)
+    return sorted(t for t in set(given) | set(found) if given.get(t) != found.get(t))

@@ -132,8 +132,17 @@ def hardware(device: torch.device) -> dict:
 def fingerprint_differences(a: dict | None, b: dict | None) -> list[str]:
     """How two hardware fingerprints differ, one 'key: A -> B' line per differing field."""
     a, b = a or {}, b or {}
-    return [f"{key}: {a.get(key, 'not recorded')} -> {b.get(key, 'not recorded')}"
-            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key, "not recorded"), b.get(key, "not recorded")
+        if x == y:
+            continue
+        if isinstance(x, list) and isinstance(y, list):  # name what came and went, not both lists
+            gone, came = [i for i in x if i not in y], [i for i in y if i not in x]
+            out.append(f"{key}: " + ", ".join([*(f"-{i}" for i in gone), *(f"+{i}" for i in came)]))
+        else:
+            out.append(f"{key}: {x} -> {y}")
+    return out
 
 
 def environment(device: torch.device, data_source: str) -> dict:

@@ -78,9 +78,10 @@ def headline_cell(row: dict, key: str) -> str:
 def headline_table(rows: list[dict], class_forgetting: bool, attack: str | None) -> tuple[list[str], list[list]]:
     """Rank, method, Avg. Gap, the three accuracies, one privacy number, forget quality, RTE, runs."""
     cols = headline_keys(class_forgetting, attack)
+    by_wall = any(row.get("rte_basis") == "wall" for row in rows)
     header = ["Rank", "Method"]
     for key in cols:
-        m = METRICS[key]
+        m = METRICS["rte_wall" if key == "rte" and by_wall else key]
         name = f"{_attack_label(attack)} {m.label}" if key == "privacy_gap" else m.label
         header.append(f"{name} {m.direction if m.direction in ('↑', '↓') else '(= retrain)'}")
     header.append("Runs")

@@ -22,7 +22,9 @@ the record is classed by its worst metric:
   a field that describes the attack's setup (`Resolution("setup")`: how many of U-LiRA's
   reference models survived unlearning, which failed) is shown and, on other hardware, counts
   as another draw of those shared references;
-- *differs*: anything else, a changed status, or no rerun record of that name.
+- *differs*: anything else: a changed status, no rerun record of that name or no published one
+  of a rerun (deleted?), a published file that is not a readable record, or a published record
+  that disagrees with its own saved outputs (`bench.integrity`: edited after the run).
 On the same fingerprint only *exact* passes. Wall-clock fields (`*_s`) and code hashes are not
 compared. `conclusions` then compares the boards of the published and the rerun records (the
 same records): each headline cell, and each method's rank.
@@ -39,6 +41,7 @@ import numpy as np
 from scipy import stats
 
 from bench.environment import fingerprint_differences
+from bench.integrity import disagreements
 from bench.metrics import EXACT, METRICS, Counts, Resolution
 from bench.store import load_outputs, load_records
 
@@ -55,7 +58,10 @@ class Difference:
     note: str  # the steps, and where the rerun falls in the published seeds' spread
 
     def __str__(self) -> str:
-        return f"{self.metric} {_short(self.published)} -> {_short(self.rerun)} ({self.note})"
+        x, y = _short(self.published), _short(self.rerun)
+        if x == y:  # a difference too small for six digits: show every digit
+            x, y = repr(self.published), repr(self.rerun)
+        return f"{self.metric} {x} -> {y} ({self.note})"
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,10 @@ class Verdict:
 
 def _short(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _count(n: float, noun: str) -> str:
+    return f"{n:.3g} {noun}{'' if n == 1 else 's'}"
 
 
 def flat_metrics(metrics: dict, prefix: str = "") -> dict:
@@ -120,8 +130,10 @@ def judge(name: str, x, y, counts: Counts, others: list[float], pooled: tuple[fl
     step = resolution.size(counts, attack)
     allowance = (step * resolution.steps if step else 0.0) + tolerance
     d = abs(y - x)
-    steps = f"{d / step:.3g} steps of {step:.3g}" if step else "no declared step"
+    steps = f"{_count(d / step, 'step')} of {step:.3g}" if step else "no declared step"
     if same_hardware:
+        if d <= tolerance:
+            return Difference(name, x, y, "within resolution", f"{steps}; same hardware fingerprint: within --tolerance")
         return Difference(name, x, y, "differs", f"{steps}; same hardware fingerprint: only equal numbers pass")
     if d <= allowance * (1 + 1e-9):
         return Difference(name, x, y, "within resolution", f"{steps}, {resolution.steps} allowed")
@@ -136,15 +148,18 @@ def judge(name: str, x, y, counts: Counts, others: list[float], pooled: tuple[fl
     return Difference(name, x, y, level, f"{steps}; {where}; bound ±{bound:.3g}")
 
 
-def compare(published: dict, rerun: dict | None, counts: Counts, spread: "Spread", tolerance: float) -> Verdict:
-    """One record's verdict against its rerun; `spread`: the published seeds' values (`seed_spread`)."""
+def compare(published: dict, rerun: dict | None, outputs: dict | None, spread: "Spread", tolerance: float) -> Verdict:
+    """One record's verdict against its rerun; `outputs`: the published record's saved outputs;
+    `spread`: the published seeds' values (`seed_spread`)."""
     name = record_name(published)
     if rerun is None:
         return Verdict(name, "differs", (Difference("record", "published", "absent", "differs",
                                                     "not rerun: this checkout's code or configs make another "
                                                     "record (published by other code?)"),))
-    same = same_hardware(published, rerun)
-    differences = []
+    same, counts = same_hardware(published, rerun), Counts.of(outputs, published["forget_set"].get("label"))
+    differences = [Difference(key, value, given, "differs", f"the published record disagrees with its own saved "
+                              f"outputs, which give {_short(given)}: edited?")
+                   for key, value, given in disagreements(published, outputs)]
     if published["status"] != rerun["status"]:
         differences.append(Difference("status", published["status"], rerun["status"], "differs", "a run's outcome"))
     a, b = flat_metrics(published.get("metrics") or {}), flat_metrics(rerun.get("metrics") or {})
@@ -169,11 +184,11 @@ def hardware_note(published: list[dict], rerun: list[dict]) -> str | None:
     """How the publisher's fingerprint differs from this machine's; None when they are the same."""
     mine = next(((r.get("env") or {}).get("hardware") for r in rerun), None)
     theirs = {str((r.get("env") or {}).get("hardware")): (r.get("env") or {}).get("hardware") for r in published}
-    lines = []
+    bare = sum(not (r.get("env") or {}).get("hardware") for r in published)
+    lines = [f"{bare} of {len(published)} published records carry no hardware fingerprint (made before it was "
+             "recorded, or removed), so they are judged as made elsewhere"] if bare else []
     for fp in theirs.values():
-        if fp is None:
-            lines.append("the published records carry no hardware fingerprint (made before it was recorded)")
-        elif fp != mine:
+        if fp and fp != mine:
             lines.extend(fingerprint_differences(fp, mine))
     return "; ".join(dict.fromkeys(lines)) or None
 
@@ -217,25 +232,45 @@ def seed_spread(records: list[dict]) -> Spread:
     return Spread(by_method)
 
 
-def counts_of(record: dict) -> Counts:
+def outputs_of(record: dict) -> dict | None:
+    """A record's saved per-example outputs, or None when they are missing or unreadable."""
     try:
-        outputs = load_outputs(Path(record["_file"]))
+        return load_outputs(Path(record["_file"]))
     except (OSError, ValueError):
-        outputs = None
-    return Counts.of(outputs, record["forget_set"].get("label"))
+        return None
 
 
-def verdicts(published: list[dict], every_published: list[dict], rerun_dir: Path, tolerance: float) -> list[Verdict]:
-    """A verdict per published record; `every_published`: all the suite's published records (the
-    seeds' spreads come from all of them, also where only some were rerun)."""
+def counts_of(record: dict) -> Counts:
+    return Counts.of(outputs_of(record), record["forget_set"].get("label"))
+
+
+def verdicts(published: list[dict], every_published: list[dict], rerun_dir: Path, tolerance: float,
+             unreadable: list[str] = ()) -> list[Verdict]:
+    """A verdict per published record, per rerun record that has no published one (deleted?), and
+    per published file that is not a readable record; `every_published`: all the suite's published
+    records (the seeds' spreads come from all of them, also where only some were rerun)."""
     rerun = {record_name(r): r for r in load_records(rerun_dir)}
     spread = seed_spread(every_published)
-    return [compare(r, rerun.get(record_name(r)), counts_of(r), spread, tolerance) for r in published]
+    out = [compare(r, rerun.get(record_name(r)), outputs_of(r), spread, tolerance) for r in published]
+    missing = sorted(set(rerun) - {record_name(r) for r in published} - set(unreadable))
+    out += [Verdict(name, "differs", (Difference("record", "absent", "rerun", "differs", "no published record of "
+                                                 "this run: deleted, or published by other code or configs"),))
+            for name in missing]
+    out += [Verdict(name, "differs", (Difference("record", "unreadable", "-", "differs", "the published file is "
+                                                 "not a readable run record"),)) for name in unreadable]
+    return out
 
 
-def published_records(results_dir: Path, suite: str, methods=None, seeds=None) -> list[dict]:
-    return [r for r in load_records(results_dir) if r["suite"] == suite
-            and (methods is None or r["method"] in methods) and (seeds is None or r["seed"] in seeds)]
+def published_records(results_dir: Path, suite: str, methods=None, seeds=None,
+                      unreadable: list[str] | None = None) -> list[dict]:
+    """The suite's published records (those `methods` and `seeds` pick); files of the suite that are
+    not readable records are named in `unreadable`."""
+    skipped: list[str] = []
+    records = [r for r in load_records(results_dir, skipped) if r["suite"] == suite
+               and (methods is None or r["method"] in methods) and (seeds is None or r["seed"] in seeds)]
+    if unreadable is not None:
+        unreadable += [s.split(" (")[0] for s in skipped if s.startswith(f"{suite}/")]
+    return records
 
 
 def prepare_scratch(scratch: Path, published_dir: Path, suite: str, tuned_file: str) -> None:
