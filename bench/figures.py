@@ -110,15 +110,18 @@ def _points(ax, rows, x_key, y_key, x_default=None):
 
 
 def cost_plot(rows: list[dict], path: Path, title: str) -> Path:
-    """Avg. Gap (down is closer to retrain) against RTE (right is cheaper, log axis); the original,
-    which has no unlearning time, is a dashed line at its gap."""
+    """Avg. Gap (down is closer to retrain) against RTE (right is cheaper, log axis; in FLOPs, or wall
+    time for records made before the FLOP count); the original, which has no unlearning cost, is a
+    dashed line at its gap."""
     fig, ax = plt.subplots(figsize=(7, 5))
     _points(ax, [r for r in rows if _reference(r) != "original"], "rte", "avg_gap")
     original = next((r for r in rows if _reference(r) == "original" and "avg_gap" in r), None)
     if original:
         ax.axhline(original["avg_gap"], color="k", ls="--", lw=0.8, label="original (no unlearning)")
         ax.legend(fontsize=8, loc="upper left")
-    ax.set(xscale="log", xlabel="RTE: retrain time / method time (log; right = cheaper)",
+    by_wall = any(r.get("rte_basis") == "wall" for r in rows)  # records made before the FLOP count
+    cost = "wall time" if by_wall else "FLOPs"
+    ax.set(xscale="log", xlabel=f"RTE: retrain {cost} / method {cost} (log; right = cheaper)",
            ylabel="Avg. Gap to retrain, points (down = closer)",
            title=f"closeness vs cost: {title}\n(bars: RTE ± std over seeds, Avg. Gap ± 95% CI)")
     ax.grid(alpha=0.3, which="both")
