@@ -299,6 +299,9 @@ def cmd_reproduce(args) -> int:
     from bench.suites import load_suite
     from bench.tune import TUNED_FILE
 
+    if args.cache_dir is not None or args.allow_dirty:
+        raise UserError("reproduce always starts from an empty cache and writes only into --scratch; drop "
+                        "--cache-dir and --allow-dirty.")
     if not math.isfinite(args.tolerance) or args.tolerance < 0:
         raise UserError(f"--tolerance {args.tolerance:g}: give 0 (exact) or a positive, finite difference.")
     for plugin in args.plugin:
@@ -344,11 +347,12 @@ def _report_reproduction(published: list[dict], every_published: list[dict], rer
     """Print what moved (records by level, the hardware, the code, the board); (passed, the verdict
     line). `board_file`: (published results folder, its leaderboard file, suite), checked too."""
     from bench.conclusions import conclusions, stale_board
-    from bench.environment import git
-    from bench.reproduce import LEVELS, hardware_note, same_hardware, summary, verdicts
+    from bench.environment import git, hardware_note
+    from bench.reproduce import LEVELS, hashed_files, same_hardware, summary, verdicts
     from bench.store import load_records
 
-    results = verdicts(published, every_published, rerun_dir, tolerance, list(unreadable))
+    results = verdicts(published, every_published, rerun_dir, tolerance, list(unreadable),
+                       board_file[0] if board_file else None)
     for v in results:
         if v.level != "exact":
             more = f" (and {len(v.differences) - 3} more)" if len(v.differences) > 3 else ""
@@ -356,22 +360,28 @@ def _report_reproduction(published: list[dict], every_published: list[dict], rer
             worst = sorted(v.differences, key=lambda d: -LEVELS.index(d.level))  # what set the level first
             print(f"  {label}: {v.record}: {'; '.join(map(str, worst[:3]))}{more}")
     rerun = load_records(rerun_dir)
-    commits = sorted({(r.get("env") or {}).get("git_sha") or "unknown" for r in published})
-    head = git("rev-parse", "HEAD") or "unknown"
-    if commits != [head]:
-        print(f"  code: published from commit {', '.join(c[:10] for c in commits)}; this checkout is {head[:10]} "
-              "(a change to hashed code redraws the reference models of LiRA, RMIA and U-LiRA)")
+    top = Path(git("rev-parse", "--show-toplevel") or ".")
+    for commit in sorted({(r.get("env") or {}).get("git_sha") or "unknown" for r in published}):
+        changed = sorted(set(git("diff", "--name-only", commit, "HEAD").splitlines()) & hashed_files(top))
+        if commit == "unknown" or changed:
+            print(f"  code: {', '.join(changed[:3]) or 'the code'} changed since commit {commit[:10]}, which made "
+                  "published records: the models or the attacks' reference models can differ")
     by_name = {Path(r["_file"]).name: r for r in rerun}
     pairs = [(p, by_name[Path(p["_file"]).name]) for p in published if Path(p["_file"]).name in by_name]
     same = bool(pairs) and all(same_hardware(p, r) for p, r in pairs)
-    note = hardware_note(published, rerun)
-    print(f"  hardware: {'the same fingerprint as the publisher: only exact numbers pass' if same else note or 'differs'}")
+    note = (hardware_note(published, rerun)
+            or "the same fingerprint, but other threads, torch or device than the publisher")
+    print(f"  hardware: {'the same fingerprint as the publisher: only exact numbers pass' if same else note}")
     board = conclusions(published, every_published, rerun, same, all(v.passed for v in results))
     for c in board:
         if not c.holds:
             print(f"  board DIFFERS: {c}")
     held = all(c.holds for c in board)
-    if board_file is not None and board_file[1].is_file():
+    if board_file is not None and not board_file[1].is_file():
+        print(f"  board DIFFERS: no published leaderboard at {board_file[1]} (regenerate it with `unlearn-bench "
+              "leaderboard`, or name it with --leaderboard)")
+        held = False
+    elif board_file is not None:
         stale = stale_board(*board_file)
         for title in stale:
             print(f"  board DIFFERS: {board_file[1]}: section '{title[3:]}' is not what the published records give "

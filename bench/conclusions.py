@@ -66,8 +66,9 @@ def conclusions(published: list[dict], every_published: list[dict], rerun: list[
     todo = []
     for key, (recs, rows) in mine.items():
         cols = headline_keys(recs[0]["forget_set"]["protocol"] == "class", headline_attack(recs))
-        for method, row in rows.items():
-            todo += [(key, recs, method, col) for col in cols if col in row]
+        for method, row in rows.items():  # a cell empty on either board is compared too
+            other = theirs.get(key, (None, {}))[1].get(method, {})
+            todo += [(key, recs, method, col) for col in cols if col in row or col in other]
     out = []
     for key, recs, method, col in todo:
         row, other = mine[key][1][method], theirs.get(key, (None, {}))[1].get(method)

@@ -151,3 +151,16 @@ def environment(device: torch.device, data_source: str) -> dict:
             "threads": torch.get_num_threads(), "hardware": hardware(device), "data_source": data_source,
             "git_sha": git("rev-parse", "HEAD") or None, "git_dirty": code_is_dirty(git("status", "--porcelain")),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def hardware_note(published: list[dict], rerun: list[dict]) -> str | None:
+    """How the publisher's fingerprint differs from this machine's; None when they are the same."""
+    mine = next(((r.get("env") or {}).get("hardware") for r in rerun), None)
+    theirs = {str((r.get("env") or {}).get("hardware")): (r.get("env") or {}).get("hardware") for r in published}
+    bare = sum(not (r.get("env") or {}).get("hardware") for r in published)
+    lines = [f"{bare} of {len(published)} published records carry no hardware fingerprint (made before it was "
+             "recorded, or removed), so they are judged as made elsewhere"] if bare else []
+    for fp in theirs.values():
+        if fp and fp != mine:
+            lines.extend(fingerprint_differences(fp, mine))
+    return "; ".join(dict.fromkeys(lines)) or None

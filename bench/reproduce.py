@@ -40,8 +40,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bench.environment import fingerprint_differences
-from bench.integrity import disagreements
+from bench.integrity import IDENTITY, disagreements, provenance_problems, why_not_rerun
 from bench.metrics import EXACT, METRICS, Counts, Resolution
 from bench.store import load_outputs, load_records
 
@@ -76,11 +75,12 @@ class Verdict:
 
 
 def _short(value) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _count(n: float, noun: str) -> str:
-    return f"{n:.3g} {noun}{'' if n == 1 else 's'}"
+    return f"{n:.3g} {noun}{'' if f'{n:.3g}' == '1' else 's'}"
 
 
 def flat_metrics(metrics: dict, prefix: str = "") -> dict:
@@ -122,6 +122,9 @@ def judge(name: str, x, y, counts: Counts, others: list[float], pooled: tuple[fl
     pooled over the section's methods; `k`: the numeric metrics of the record (Bonferroni)."""
     resolution, attack = resolution_of(name)
     if resolution.per == "setup":
+        if any(o != x for o in others):  # shared by every seed: the published seeds must agree
+            return Difference(name, x, y, "differs", "the attack's setup, shared by every seed, differs between "
+                                                      "the published seeds: edited?")
         return Difference(name, x, y, "differs" if same_hardware else "within the seeds' spread",
                           "the attack's setup, shared by every seed; on other kernels its reference models "
                           "are another draw" + ("; same hardware fingerprint: must be equal" if same_hardware else ""))
@@ -136,8 +139,9 @@ def judge(name: str, x, y, counts: Counts, others: list[float], pooled: tuple[fl
             return Difference(name, x, y, "within resolution", f"{steps}; same hardware fingerprint: within --tolerance")
         return Difference(name, x, y, "differs", f"{steps}; same hardware fingerprint: only equal numbers pass")
     if d <= allowance * (1 + 1e-9):
-        return Difference(name, x, y, "within resolution", f"{steps}, {resolution.steps} allowed")
-    values = np.asarray(others, np.float64)
+        tolerated = f" + --tolerance {tolerance:g}" if tolerance else ""
+        return Difference(name, x, y, "within resolution", f"{steps}, {resolution.steps} allowed{tolerated}")
+    values = np.asarray([v for v in others if _numeric(v)], np.float64)
     n = len(values)
     if n < 2 or pooled is None or pooled[1] < 2:
         return Difference(name, x, y, "differs", f"{steps}; {n} other published seeds, too few for a spread")
@@ -148,20 +152,26 @@ def judge(name: str, x, y, counts: Counts, others: list[float], pooled: tuple[fl
     return Difference(name, x, y, level, f"{steps}; {where}; bound ±{bound:.3g}")
 
 
-def compare(published: dict, rerun: dict | None, outputs: dict | None, spread: "Spread", tolerance: float) -> Verdict:
+def compare(published: dict, rerun: dict | None, outputs: dict | None, spread: "Spread", tolerance: float,
+            problems: list[str] = (), why_absent: str = "") -> Verdict:
     """One record's verdict against its rerun; `outputs`: the published record's saved outputs;
-    `spread`: the published seeds' values (`seed_spread`)."""
+    `spread`: the published seeds' values (`seed_spread`); `problems`: `provenance_problems`."""
     name = record_name(published)
+    differences = [Difference("record", "published", "as published", "differs", p) for p in problems]
     if rerun is None:
-        return Verdict(name, "differs", (Difference("record", "published", "absent", "differs",
-                                                    "not rerun: this checkout's code or configs make another "
-                                                    "record (published by other code?)"),))
+        return Verdict(name, "differs", (*differences, Difference("record", "published", "absent", "differs",
+                                                                  f"not rerun: {why_absent}")))
     same, counts = same_hardware(published, rerun), Counts.of(outputs, published["forget_set"].get("label"))
-    differences = [Difference(key, value, given, "differs", f"the published record disagrees with its own saved "
-                              f"outputs, which give {_short(given)}: edited?")
-                   for key, value, given in disagreements(published, outputs)]
-    if published["status"] != rerun["status"]:
-        differences.append(Difference("status", published["status"], rerun["status"], "differs", "a run's outcome"))
+    differences += [Difference(key, value, given, "differs", f"the published record disagrees with its own saved "
+                               f"outputs, which give {_short(given)}: edited?")
+                    for key, value, given in disagreements(published, outputs)]
+    for key in ("status", *IDENTITY):
+        if published.get(key) != rerun.get(key):
+            differences.append(Difference(key, published.get(key), rerun.get(key), "differs",
+                                          "a run's outcome" if key == "status" else "the run's identity"))
+    flops = (published.get("cost") or {}).get("flops"), (rerun.get("cost") or {}).get("flops")
+    if flops[0] is not None and flops[0] != flops[1]:
+        differences.append(Difference("cost.flops", *flops, "differs", "a count: the same on every machine"))
     a, b = flat_metrics(published.get("metrics") or {}), flat_metrics(rerun.get("metrics") or {})
     k = max(1, sum(_numeric(v) for v in a.values()))
     own = spread.by_method.get(section_key(published), {})
@@ -180,24 +190,24 @@ def same_hardware(published: dict, rerun: dict) -> bool:
     return bool(a.get("hardware")) and all(a.get(k) == b.get(k) for k in ("hardware", "threads", "torch", "device"))
 
 
-def hardware_note(published: list[dict], rerun: list[dict]) -> str | None:
-    """How the publisher's fingerprint differs from this machine's; None when they are the same."""
-    mine = next(((r.get("env") or {}).get("hardware") for r in rerun), None)
-    theirs = {str((r.get("env") or {}).get("hardware")): (r.get("env") or {}).get("hardware") for r in published}
-    bare = sum(not (r.get("env") or {}).get("hardware") for r in published)
-    lines = [f"{bare} of {len(published)} published records carry no hardware fingerprint (made before it was "
-             "recorded, or removed), so they are judged as made elsewhere"] if bare else []
-    for fp in theirs.values():
-        if fp and fp != mine:
-            lines.extend(fingerprint_differences(fp, mine))
-    return "; ".join(dict.fromkeys(lines)) or None
+def hashed_files(top: Path) -> set[str]:
+    """The checkout's files (paths from `top`) whose code keys records or cached models: the methods,
+    the attacks, the training, evaluation and reference-model code, and all they import."""
+    from bench.attacks import attack_registry
+    from bench.methods_loader import method_registry
+    from bench.provenance import _closure
+
+    sources = [Path(e.source) for e in method_registry().entries() + attack_registry.entries()]
+    sources += [Path(__file__).with_name(f"{m}.py") for m in ("unlearned_references", "references", "train", "models")]
+    return {p.relative_to(top.resolve()).as_posix() for p in _closure(tuple(p.resolve() for p in sources))
+            if p.is_relative_to(top.resolve())}
 
 
 def record_name(record: dict) -> str:
     return "/".join(Path(record["_file"]).parts[-3:])
 
 
-def section_key(record: dict) -> tuple:
+def section_key(record: dict) -> tuple:  # one method and config of one leaderboard section
     return record["suite"], record["forget_set"]["name"], record["method"], record["config_hash"]
 
 
@@ -215,8 +225,8 @@ class Spread:
         for method, metrics in self.by_method.items():
             if method[:2] != section_key(record)[:2]:
                 continue
-            values = np.array([v for seed, v in metrics.get(key, {}).items()
-                               if (method, seed) != (section_key(record), record["seed"])], np.float64)
+            values = np.array([v for seed, v in metrics.get(key, {}).items() if _numeric(v)
+                               and (method, seed) != (section_key(record), record["seed"])], np.float64)
             if len(values) > 1:
                 ss, df = ss + float(((values - values.mean()) ** 2).sum()), df + len(values) - 1
         return (float(np.sqrt(ss / df)), df) if df else None
@@ -227,8 +237,7 @@ def seed_spread(records: list[dict]) -> Spread:
     for r in records:
         if r["status"] == "ok":
             for key, value in flat_metrics(r.get("metrics") or {}).items():
-                if _numeric(value):
-                    by_method[section_key(r)][key][r["seed"]] = float(value)
+                by_method[section_key(r)][key][r["seed"]] = value
     return Spread(by_method)
 
 
@@ -245,13 +254,18 @@ def counts_of(record: dict) -> Counts:
 
 
 def verdicts(published: list[dict], every_published: list[dict], rerun_dir: Path, tolerance: float,
-             unreadable: list[str] = ()) -> list[Verdict]:
+             unreadable: list[str] = (), results_dir: Path | None = None) -> list[Verdict]:
     """A verdict per published record, per rerun record that has no published one (deleted?), and
     per published file that is not a readable record; `every_published`: all the suite's published
     records (the seeds' spreads come from all of them, also where only some were rerun)."""
     rerun = {record_name(r): r for r in load_records(rerun_dir)}
     spread = seed_spread(every_published)
-    out = [compare(r, rerun.get(record_name(r)), outputs_of(r), spread, tolerance) for r in published]
+    out = []
+    for r in published:
+        outputs = outputs_of(r)
+        problems = provenance_problems(r, outputs, results_dir, every_published) if results_dir else []
+        out.append(compare(r, rerun.get(record_name(r)), outputs, spread, tolerance, problems,
+                           why_not_rerun(r, rerun.values())))
     missing = sorted(set(rerun) - {record_name(r) for r in published} - set(unreadable))
     out += [Verdict(name, "differs", (Difference("record", "absent", "rerun", "differs", "no published record of "
                                                  "this run: deleted, or published by other code or configs"),))

@@ -107,8 +107,10 @@ def test_an_attacks_setup_is_another_draw_on_other_hardware_and_must_match_on_th
 
     counts = Counts({}, {"ulira": (90, 90)})
     for name, x, y in [("mia.ulira.n_references", 3, 4), ("mia.ulira.reference_errors", ["NaN in epoch 1"], [])]:
-        assert judge(name, x, y, counts, [3, 3], (0.0, 20), 40, False, 0.0).level == "within the seeds' spread"
-        assert judge(name, x, y, counts, [3, 3], (0.0, 20), 40, True, 0.0).level == "differs"
+        assert judge(name, x, y, counts, [x, x], (0.0, 20), 40, False, 0.0).level == "within the seeds' spread"
+        assert judge(name, x, y, counts, [x, x], (0.0, 20), 40, True, 0.0).level == "differs"
+    # the published seeds share the setup: one seed saying otherwise was edited
+    assert judge("mia.ulira.n_references", 80, 4, counts, [3, 3], (0.0, 20), 40, False, 0.0).level == "differs"
     # a setting an attack does not declare as its setup must be equal: RMIA's gamma
     assert judge("mia.rmia.gamma", 1.0, 2.0, counts, [1.0, 1.0], (0.0, 20), 40, False, 0.0).level == "differs"
 
@@ -161,3 +163,35 @@ def test_a_refused_reproduce_leaves_the_scratch_folder_as_it_was(cli, tiny_suite
         code, out, err = cli("reproduce", suite, "--quiet", "--scratch", scratch, *args)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "new").exists() and list((tmp_path / "empty").iterdir()) == []
+
+
+def test_every_tampered_field_of_a_publish_is_named(cli, tiny_suite, tmp_path):
+    """Beside the numbers: the fingerprint (removed, it would buy other hardware's allowances), the
+    FLOP count, the config, the forget set, the saved outputs and the board file itself."""
+    suite = tiny_suite()
+    assert cli("run", suite, "--quiet")[0] == 0
+    files = {r["method"] + str(r["seed"]): Path(r["_file"]) for r in load_records(Path("results"))}
+
+    def tamper(key, change):
+        data = json.loads(files[key].read_text())
+        change(data)
+        files[key].write_text(json.dumps(data))
+        return "/".join(files[key].parts[-3:])
+
+    expected = {
+        tamper("finetune0", lambda d: d["env"].pop("hardware")): "its environment (hardware) differs from every other",
+        tamper("finetune1", lambda d: d["cost"].update(flops=d["cost"]["flops"] // 2)): "cost.flops",
+        tamper("gradient_ascent0", lambda d: d["method_config"].update(lr=0.5)): "method_config",
+        tamper("gradient_ascent1", lambda d: d["forget_set"].update(sha256="0" * 64)): "is not the one it names",
+    }
+    files["retrain1"].with_suffix(".npz").unlink()
+    expected["/".join(files["retrain1"].parts[-3:])] = "saved outputs (.npz) are missing"
+    code, out, _ = cli("reproduce", suite, "--quiet", "--scratch", tmp_path / "a")
+    assert code == 1, out
+    for name, why in expected.items():
+        line = next((x for x in out.splitlines() if x.strip().startswith(f"DIFFERS: {name}")), out)
+        assert why in line, line
+
+    Path("leaderboard.md").unlink()
+    code, out, _ = cli("reproduce", suite, "--quiet", "--methods", "finetune", "--scratch", tmp_path / "b")
+    assert code == 1 and "board DIFFERS: no published leaderboard at leaderboard.md" in out
