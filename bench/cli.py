@@ -296,6 +296,7 @@ def cmd_reproduce(args) -> int:
 
     from bench.methods_loader import load_plugin
     from bench.reproduce import prepare_scratch, published_records
+    from bench.reproduce_report import report
     from bench.suites import load_suite
     from bench.tune import TUNED_FILE
 
@@ -335,62 +336,11 @@ def cmd_reproduce(args) -> int:
         shutil.rmtree(scratch) if made else [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in scratch.iterdir()]
         raise
     elapsed = time.perf_counter() - started
-    passed = _report_reproduction(published, published_records(args.results, name), rerun.results, args.tolerance,
+    passed = report(published, published_records(args.results, name), rerun.results, args.tolerance,
                                   unreadable, (args.results, _leaderboard_path(args), name))
     print(f"{name}: {passed[1]} ({counts['ok']} runs in {elapsed:.0f} s from an empty cache). Rerun records: "
           f"{rerun.results}; their leaderboard: {board}; published: {args.results} and {_leaderboard_path(args)}.")
     return 0 if passed[0] else 1
-
-
-def _report_reproduction(published: list[dict], every_published: list[dict], rerun_dir: Path, tolerance: float,
-                         unreadable: list[str] = (), board_file: tuple | None = None) -> tuple[bool, str]:
-    """Print what moved (records by level, the hardware, the code, the board); (passed, the verdict
-    line). `board_file`: (published results folder, its leaderboard file, suite), checked too."""
-    from bench.conclusions import conclusions, stale_board
-    from bench.environment import git, hardware_note
-    from bench.reproduce import LEVELS, hashed_files, same_hardware, summary, verdicts
-    from bench.store import load_records
-
-    results = verdicts(published, every_published, rerun_dir, tolerance, list(unreadable),
-                       board_file[0] if board_file else None)
-    for v in results:
-        if v.level != "exact":
-            more = f" (and {len(v.differences) - 3} more)" if len(v.differences) > 3 else ""
-            label = "DIFFERS" if v.level == "differs" else v.level
-            worst = sorted(v.differences, key=lambda d: -LEVELS.index(d.level))  # what set the level first
-            print(f"  {label}: {v.record}: {'; '.join(map(str, worst[:3]))}{more}")
-    rerun = load_records(rerun_dir)
-    top = Path(git("rev-parse", "--show-toplevel") or ".")
-    for commit in sorted({(r.get("env") or {}).get("git_sha") or "unknown" for r in published}):
-        changed = sorted(set(git("diff", "--name-only", commit, "HEAD").splitlines()) & hashed_files(top))
-        if commit == "unknown" or changed:
-            print(f"  code: {', '.join(changed[:3]) or 'the code'} changed since commit {commit[:10]}, which made "
-                  "published records: the models or the attacks' reference models can differ")
-    by_name = {Path(r["_file"]).name: r for r in rerun}
-    pairs = [(p, by_name[Path(p["_file"]).name]) for p in published if Path(p["_file"]).name in by_name]
-    same = bool(pairs) and all(same_hardware(p, r) for p, r in pairs)
-    note = (hardware_note(published, rerun)
-            or "the same fingerprint, but other threads, torch or device than the publisher")
-    print(f"  hardware: {'the same fingerprint as the publisher: only exact numbers pass' if same else note}")
-    board = conclusions(published, every_published, rerun, same, all(v.passed for v in results))
-    for c in board:
-        if not c.holds:
-            print(f"  board DIFFERS: {c}")
-    held = all(c.holds for c in board)
-    if board_file is not None and not board_file[1].is_file():
-        print(f"  board DIFFERS: no published leaderboard at {board_file[1]} (regenerate it with `unlearn-bench "
-              "leaderboard`, or name it with --leaderboard)")
-        held = False
-    elif board_file is not None:
-        stale = stale_board(*board_file)
-        for title in stale:
-            print(f"  board DIFFERS: {board_file[1]}: section '{title[3:]}' is not what the published records give "
-                  "(edited by hand? regenerate it with `unlearn-bench leaderboard`)")
-        held &= not stale
-    cells = sum(c.what != "place" for c in board)
-    verdict = (f"{summary(results)}; the published board's conclusions {'reproduced' if held else 'did NOT reproduce'} "
-               f"({cells} headline cells, {len(board) - cells} place{'' if len(board) - cells == 1 else 's'})")
-    return all(v.passed for v in results) and held, verdict
 
 
 def cmd_leaderboard(args) -> int:
