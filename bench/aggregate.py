@@ -13,24 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.metrics import ATTACK_METRICS
+from bench.metrics import ATTACK_METRICS, gap_keys, per_record
 from bench.statistics import mean_ci, rank_intervals, ranks
 
-GAP_KEYS = {False: ("forget_acc", "retain_acc", "test_acc", "simple_mia"),
-            True: ("forget_acc", "retain_acc", "test_acc_remaining", "simple_mia")}
-UTILITY_KEYS = {False: ("retain_acc", "test_acc"), True: ("retain_acc", "test_acc_remaining")}
 REFERENCE_METHODS = ("original", "retrain")
 
 
 def utility(record: dict, class_forgetting: bool) -> dict[str, float]:
-    """A record's accuracies and simple MIA in %; a value the record lacks is left out."""
-    m = record.get("metrics") or {}
-    sources = {"forget_acc": m.get("forget_acc"), "retain_acc": m.get("retain_acc"), "test_acc": m.get("test_acc"),
-               "simple_mia": (m.get("mia") or {}).get("simple", {}).get("accuracy"),
-               "mia_efficacy": (m.get("mia") or {}).get("mia_efficacy", {}).get("efficacy")}
-    if class_forgetting:
-        sources.update(test_acc_remaining=m.get("test_acc_remaining"), test_acc_forgotten=m.get("test_acc_forgotten"))
-    return {k: 100 * v for k, v in sources.items() if isinstance(v, (int, float))}
+    """A record's accuracies and simple MIA in % (`bench.metrics.per_record`)."""
+    return per_record(record, class_forgetting)
 
 
 def retrain_by_seed(records: list[dict]) -> dict[int, dict]:
@@ -66,14 +57,14 @@ def attacks_in(records: list[dict]) -> list[str]:
     from bench.attacks import attack_registry
 
     names = {a for r in records if r["status"] == "ok" for a in mia(r) if a in attack_registry}
-    return sorted(names, key=lambda a: (-attack_registry.get(a).meta.get("strength", 0), a))
+    return sorted(names, key=lambda a: (-attack_registry.get(a).info.strength, a))
 
 
 def headline_attack(records: list[dict]) -> str | None:
     """The strongest attack with a ROC (strength > 0) the section's records have."""
     from bench.attacks import attack_registry
 
-    strong = [a for a in attacks_in(records) if attack_registry.get(a).meta.get("strength", 0) > 0]
+    strong = [a for a in attacks_in(records) if attack_registry.get(a).info.strength > 0]
     return strong[0] if strong else None
 
 
@@ -141,7 +132,7 @@ def section_rows(records: list[dict]) -> list[dict]:
         values = [utility(r, class_forgetting) for r in ok]
         for key in sorted({k for v in values for k in v}):
             _stats(row, key, [v[key] for v in values if key in v])
-        by_seed = _per_seed(ok, retrain, _mean_abs_gap(GAP_KEYS[class_forgetting], class_forgetting))
+        by_seed = _per_seed(ok, retrain, _mean_abs_gap(gap_keys("avg_gap", class_forgetting), class_forgetting))
         if by_seed:
             row["avg_gap"], row["avg_gap_ci"], _ = mean_ci(list(by_seed.values()))
             row["avg_gap_ci"] = None if np.isnan(row["avg_gap_ci"]) else row["avg_gap_ci"]
@@ -155,7 +146,7 @@ def section_rows(records: list[dict]) -> list[dict]:
         _stats(row, "wall_s", [r["cost"]["wall_s"] for r in ok])
         _stats(row, "gflops", [r["cost"]["flops"] / 1e9 for r in ok if "flops" in r["cost"]])
         row["rte_basis"] = "flops" if by_flops else "wall"
-        _stats(row, "utility_gap", list(_per_seed(ok, retrain, _mean_abs_gap(UTILITY_KEYS[class_forgetting],
+        _stats(row, "utility_gap", list(_per_seed(ok, retrain, _mean_abs_gap(gap_keys("utility_gap", class_forgetting),
                                                                               class_forgetting)).values()))
         if headline:
             row["privacy_attack"] = headline

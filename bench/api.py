@@ -24,10 +24,11 @@ import torch.nn as nn
 
 from bench.spec import Recipe, choice, float_range, int_range, log_range, param
 from bench.data import Batcher, Split
-from bench.registry import Registry
+from bench.policy import DevicePolicy
+from bench.registry import MethodInfo, Registry
 from bench.train import make_optimizer, run_epochs, train_from_scratch
 
-method_registry = Registry("method")
+method_registry = Registry("method", MethodInfo)
 register_method = method_registry.register
 
 __all__ = ["RunContext", "UnlearnData", "choice", "float_range", "int_range", "log_range", "param", "register_method",
@@ -58,13 +59,19 @@ class UnlearnData:
 
 @dataclass
 class RunContext:
-    device: torch.device
-    seed: int
+    """What a method is handed beside model, data and config (one per run)."""
+
+    policy: DevicePolicy  # device and how to compute on it (bf16, memory format, threads, compile)
+    seed: int  # the run's derived seed (torch and numpy are seeded with it before the call)
     generator: torch.Generator  # seeded per run; use it for every random draw (CPU generator)
     recipe: Recipe  # the suite's training recipe (for retrain-like methods)
     batcher: Batcher  # uint8 split -> normalised float batches, with batched augmentation
     new_model: Callable[[], nn.Module]  # a freshly initialised model of the suite's architecture
     progress: Callable[[int, int], None] = field(default=lambda done, total: None)
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy.torch_device
 
     def batches(self, split: Split, batch_size: int, shuffle: bool = True, augment: bool | None = None):
         """Batches of `split`; augmentation follows the suite's recipe unless `augment` says."""

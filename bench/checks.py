@@ -45,8 +45,8 @@ from bench.evaluate import accuracy, per_example_outputs
 from bench.execute import call_method
 from bench.methods_loader import method_registry
 from bench.progress import Progress
-from bench.runner import RunOptions, SuiteRun
 from bench.suites import load_suite
+from bench.workspace import Folders, Workspace
 
 FAST = {"epochs": 1, "max_steps": 1, "batch_size": 32, "forget_batch_size": 32, "retain_batch_size": 32}
 BEHAVIOUR_SEEDS = (0, 1, 2)
@@ -82,18 +82,26 @@ class _Canary(torch.Tensor):
 
 @dataclass
 class Problem:
-    run: SuiteRun
+    ws: Workspace
     original: torch.nn.Module
     data: object  # UnlearnData
 
 
-def problem(root: Path, suite_text: str = TINY_SUITE, seed: int = 0, forget_set: int = 0) -> Problem:
+def canary(test: Split) -> Split:
+    """The test split with tensors that record any use (`_Canary.used`)."""
+    return Split(test.x.as_subclass(_Canary), test.y.as_subclass(_Canary), test.index)
+
+
+def problem(root: Path, suite_text: str = TINY_SUITE, seed: int = 0, forget_set: int = 0,
+            guard_test=None) -> Problem:
+    """A small unlearning problem in `root`: a workspace of `suite_text` (its test split wrapped by
+    `guard_test`), the original model of `seed` and the data of forget set number `forget_set`."""
     path = root / "suite.yaml"
     path.write_text(suite_text)
-    run = SuiteRun(load_suite(str(path)), RunOptions(results_dir=root / "results", cache_dir=root / "cache",
-                                                     progress=Progress(enabled=False)))
-    data = run.unlearn_data(run.forget_set(run.suite.forget_sets[forget_set]))
-    return Problem(run, run.original(seed)[0], data)
+    ws = Workspace(load_suite(str(path)), Folders(results_dir=root / "results", cache_dir=root / "cache",
+                                                   progress=Progress(enabled=False)), guard_test)
+    data = ws.unlearn_data(ws.forget_set(ws.suite.forget_sets[forget_set]))
+    return Problem(ws, ws.original(seed)[0], data)
 
 
 def fast_config(entry):
@@ -127,12 +135,11 @@ def _reachable_tensor_ids(roots, limit: int = 300_000) -> set[int]:
 
 
 def _contract(entry, p: Problem, config) -> dict[str, str | None]:
-    run, original = p.run, p.original  # locals on purpose: a cheating method may look for them
-    test = Split(run.test.x.as_subclass(_Canary), run.test.y.as_subclass(_Canary), run.test.index)
-    run.test = test
+    ws, original = p.ws, p.original  # locals on purpose: a cheating method may look for them
+    test = ws.test  # canaries (`problem(guard_test=canary)`)
     before = _state(original)
     handed = p.data.private_copy()
-    ctx = run.context(1, entry.name)
+    ctx = ws.context(1, entry.name)
     test_ptrs = {test.x.untyped_storage().data_ptr(), test.y.untyped_storage().data_ptr()}
     reachable = _reachable_tensor_ids([handed, config, ctx, original]) & test_ptrs
     _Canary.used = False
@@ -141,9 +148,9 @@ def _contract(entry, p: Problem, config) -> dict[str, str | None]:
     if status != "ok":
         return {name: f"the method {status}: {error}" for name in CONTRACT_CHECKS}
     got = _state(model)
-    again = _state(call_method(entry.fn, original, p.data.private_copy(), config, run.context(1, entry.name))[0])
-    other = _state(call_method(entry.fn, original, p.data.private_copy(), config, run.context(2, entry.name))[0])
-    deterministic = bool(entry.meta.get("deterministic"))
+    again = _state(call_method(entry.fn, original, p.data.private_copy(), config, ws.context(1, entry.name))[0])
+    other = _state(call_method(entry.fn, original, p.data.private_copy(), config, ws.context(2, entry.name))[0])
+    deterministic = entry.info.deterministic
     shapes = lambda s: {k: tuple(v.shape) for k, v in s.items()}  # noqa: E731
     return {
         "same_architecture": None if type(model) is type(original) and shapes(got) == shapes(before)
@@ -170,17 +177,17 @@ def _per_class_accuracy(out: dict) -> np.ndarray:
 
 def random_forgetting_behaviour(entry, config, root: Path) -> str | None:
     """None if the method forgets a random 10% of digits sensibly on every behaviour seed."""
-    if "random" not in entry.meta.get("protocols", ("random", "class")):
+    if "random" not in entry.info.protocols:
         return None
     digits = Path(__file__).parent / "suites" / "digits.yaml"
     suite_text = digits.read_text()
     for seed in BEHAVIOUR_SEEDS:
         p = problem(root, suite_text, seed=seed, forget_set=0)
         model, _, status, error = call_method(entry.fn, p.original, p.data.private_copy(), config,
-                                              p.run.context(seed, entry.name))
+                                              p.ws.context(seed, entry.name))
         if status != "ok":
             return f"seed {seed}: the method {status}: {error}"
-        acc = lambda m, s: per_example_outputs(m, s, p.run.batcher, 1024)  # noqa: E731
+        acc = lambda m, s: per_example_outputs(m, s, p.ws.batcher, 1024)  # noqa: E731
         forget0, forget1 = accuracy(acc(p.original, p.data.forget)), accuracy(acc(model, p.data.forget))
         val1, retain1 = accuracy(acc(model, p.data.val)), acc(model, p.data.retain)
         classes = _per_class_accuracy(retain1)
@@ -199,7 +206,7 @@ def contract(name: str, config=None, behaviour_config=None) -> dict[str, str | N
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "contract").mkdir()
-        results = _contract(entry, problem(root / "contract"), config or fast_config(entry))
+        results = _contract(entry, problem(root / "contract", guard_test=canary), config or fast_config(entry))
         (root / "behaviour").mkdir()
         behaviour_config = behaviour_config or config or (entry.config() if entry.config else None)
         results["random_forgetting_behaviour"] = random_forgetting_behaviour(entry, copy.deepcopy(behaviour_config),

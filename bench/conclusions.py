@@ -25,9 +25,9 @@ import numpy as np
 from scipy import stats
 
 from bench.aggregate import headline_attack, section_rows
-from bench.leaderboard import headline_keys, render, sections
+from bench.leaderboard import render, sections
 from bench.store import load_records
-from bench.metrics import METRICS
+from bench.metrics import METRICS, headline_keys
 from bench.reproduce import ALPHA, counts_of
 
 HOLDS = ("printed equal", "within resolution", "within the seeds' spread", "follows its records",

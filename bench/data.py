@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import os
-import tarfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,12 +19,19 @@ import torch
 
 from bench.spec import DatasetSpec
 from bench.errors import UserError
+from bench.image_folder import decode_imagefolder_dir, decode_imagefolder_tar
 from bench.files import npz_writer, read_checked, read_npz, sha256_file, write_checked
+from bench.policy import DevicePolicy
 from bench.registry import Registry
 
 dataset_registry = Registry("dataset")
 DATA_ROOT_ENV = "UNLEARN_BENCH_DATA"
 CACHE_ENV = "UNLEARN_BENCH_CACHE"
+
+
+def data_root_or_env(given: Path | None) -> Path | None:
+    """`given` (--data-root), else $UNLEARN_BENCH_DATA, else None (torchvision's default places)."""
+    return given or (Path(os.environ[DATA_ROOT_ENV]) if os.environ.get(DATA_ROOT_ENV) else None)
 
 
 def default_cache_dir() -> Path:
@@ -65,11 +69,11 @@ def load_dataset(name: str, opts: LoadOptions) -> RawDataset:
 
 @dataclass(frozen=True)
 class Split:
-    """Images (uint8, on the run's device), labels, and their indices into the dataset part."""
+    """Images, labels, and their indices into the dataset part, on the workspace's device."""
 
-    x: torch.Tensor
-    y: torch.Tensor
-    index: np.ndarray
+    x: torch.Tensor  # uint8 (n, C, H, W), pixel values 0..255
+    y: torch.Tensor  # int64 (n,) class labels
+    index: np.ndarray  # int (n,) positions in the dataset part (train or test images)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -87,16 +91,16 @@ class Split:
 class Batcher:
     """Turns uint8 splits into normalised float batches, with optional batched augmentation."""
 
-    def __init__(self, mean, std, num_channels: int, device: torch.device):
+    def __init__(self, mean, std, num_channels: int, policy: DevicePolicy):
         mean = mean or (0.0,) * num_channels
         std = std or (1.0,) * num_channels
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
-        self.channels_last = device.type == "cuda"
+        self.mean = torch.tensor(mean, device=policy.torch_device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=policy.torch_device).view(1, -1, 1, 1)
+        self.policy = policy
 
     def to_float(self, x: torch.Tensor) -> torch.Tensor:
-        out = (x.float() / 255.0 - self.mean) / self.std
-        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+        """uint8 images (N, C, H, W) -> float32 (x / 255 - mean) / std, in the policy's memory format."""
+        return self.policy.batch_format((x.float() / 255.0 - self.mean) / self.std)
 
     def batches(
         self,
@@ -106,6 +110,9 @@ class Batcher:
         augment: bool = False,
         generator: torch.Generator | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of `split` as (x, y): x float32 (b, C, H, W) normalised (`to_float`), y int64 (b,)
+        labels, b = batch_size except for the last batch; on the split's device. `shuffle` draws one
+        order from `generator`; `augment` crops and flips each batch (`augment_batch`, same generator)."""
         n = len(split)
         if shuffle:
             order = torch.randperm(n, generator=generator).to(split.x.device)
@@ -211,12 +218,12 @@ def load_cifar10(opts: LoadOptions) -> RawDataset:
         raise UserError(MISSING_CIFAR.format(where=f" under '{root}'", env=DATA_ROOT_ENV))
     if source.is_file():
         key, label = f"cifar10-tar-{sha256_file(source)[:16]}", f"imagefolder-tar:{source.name}"
-        build = lambda: _decode_imagefolder_tar(source)  # noqa: E731
+        build = lambda: decode_imagefolder_tar(source, CIFAR10_CLASSES)  # noqa: E731
     else:
         listing = sorted(str(p.relative_to(source)) for p in source.glob("*/*/*"))
         key = "cifar10-dir-" + hashlib.sha256("\n".join(listing).encode()).hexdigest()[:16]
         label = f"imagefolder-dir:{source.name}"
-        build = lambda: _decode_imagefolder_dir(source)  # noqa: E731
+        build = lambda: decode_imagefolder_dir(source, CIFAR10_CLASSES)  # noqa: E731
     arrays = _cached(opts.cache_dir, key, build)
     return RawDataset(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"],
                       CIFAR10_CLASSES, f"{label} ({key})")
@@ -289,53 +296,3 @@ def _cifar10_torchvision(root: Path, opts: LoadOptions) -> RawDataset:
     return RawDataset(to_nchw(tr), np.array(tr.targets, dtype=np.int64), to_nchw(te),
                       np.array(te.targets, dtype=np.int64), CIFAR10_CLASSES,
                       "torchvision:cifar-10-batches-py")
-
-
-def _decode(data: bytes, name: str) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            image = np.asarray(img.convert("RGB")).transpose(2, 0, 1)
-    except Exception as e:  # noqa: BLE001 - Pillow raises several kinds for a bad file
-        raise UserError(f"'{name}' in the CIFAR-10 copy is not a readable image ({type(e).__name__}); "
-                        "remove it or replace the copy.") from None
-    if image.shape != (3, 32, 32):
-        raise UserError(f"'{name}' in the CIFAR-10 copy is {image.shape[2]}x{image.shape[1]}, not 32x32; "
-                        "remove it or replace the copy.")
-    return image
-
-
-def _assemble(items: list[tuple[str, str, str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """(part, class, file name, image) -> arrays sorted by class, then file name, as ImageFolder does."""
-    out = {}
-    for part in ("train", "test"):
-        rows = sorted((c, f, img) for p, c, f, img in items if p == part)
-        unknown = sorted({c for c, _, _ in rows} - set(CIFAR10_CLASSES))
-        if not rows or unknown:
-            raise UserError(f"ImageFolder copy has no usable '{part}/<class>/' images "
-                            f"(unknown classes: {unknown}); expected CIFAR-10's 10 class folders.")
-        out[f"{part}_x"] = np.stack([img for _, _, img in rows])
-        out[f"{part}_y"] = np.array([CIFAR10_CLASSES.index(c) for c, _, _ in rows], dtype=np.int64)
-    return out
-
-
-def _decode_imagefolder_tar(path: Path) -> dict[str, np.ndarray]:
-    items = []
-    try:
-        with tarfile.open(path) as tar:
-            for member in tar:
-                parts = Path(member.name).parts
-                if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
-                    items.append((parts[-3], parts[-2], parts[-1],
-                                  _decode(tar.extractfile(member).read(), member.name)))
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise UserError(f"'{path}' is not a readable .tar.gz ({type(e).__name__}: {e}); it may be truncated: "
-                        "replace it.") from None
-    return _assemble(items)
-
-
-def _decode_imagefolder_dir(root: Path) -> dict[str, np.ndarray]:
-    items = [(p.parts[-3], p.parts[-2], p.name, _decode(p.read_bytes(), str(p)))
-             for part in ("train", "test") for p in (root / part).glob("*/*") if p.is_file()]
-    return _assemble(items)

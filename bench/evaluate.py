@@ -26,6 +26,15 @@ def logit_confidence(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
 
 @torch.inference_mode()
 def per_example_outputs(model, split: Split, batcher: Batcher, batch_size: int) -> dict[str, np.ndarray]:
+    """The per-example outputs of `model` on `split` (n examples), in the split's order: the public
+    contract every metric and attack reads, saved beside each record (`<split>_<field>` in the .npz).
+
+    - loss: float32 (n,), cross-entropy in nats (= -log p_y; the true-class probability is exp(-loss))
+    - conf: float32 (n,), logit-scaled confidence log p_y - log(1 - p_y) in nats
+    - conf_mirror: float32 (n,), the same for the horizontally flipped image
+    - pred: int16 (n,), argmax class; label: int16 (n,), true class
+    - index: int32 (n,), the example's index in its dataset part (train or test images)
+    The scorer adds key: int64 (n,), one id per example across parts (`Workspace.example_keys`)."""
     model.eval()
     losses, confs, mirrors, preds = [], [], [], []
     for x, y in batcher.batches(split, batch_size):

@@ -1,10 +1,12 @@
 """Where jobs run: in this process (`local`, the default) or on a Ray cluster (`ray`).
 
-An executor takes a list of jobs (`bench.jobs.plan`, or `bench.tune`'s trials), runs every job
-once its needs have finished, and yields each finished job with its result to the driver, which
-alone writes records and tuning studies. A Ray worker never receives a live `SuiteRun`: it gets a `RunRequest`
-(plain data: suite, overrides, plugins, tuned configs, folders) and builds its own SuiteRun
-once per process; models reach it through the shared cache folder.
+An executor takes a list of generic jobs (key, kind, label, payload, needs), runs every job once
+its needs have finished, and yields each finished job with its result to the driver, which
+alone writes records and tuning studies. It knows nothing of what a job does: in this process
+a `handle(job)` callable does it; on Ray each worker process gets a picklable `setup` and builds
+its own handler once (`setup.handler(threads)`, e.g. `bench.worker.RunRequest`); models reach
+workers through the shared cache folder. This module imports nothing above the standard
+library and Ray: the runner and tune sit above it.
 """
 
 from __future__ import annotations
@@ -12,109 +14,47 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
-from bench.data import default_cache_dir
 from bench.errors import UserError
-from bench.jobs import Job, execute, pending_runs, plan
-from bench.store import write_record
-
-
-def run_suite(run, executor=None) -> dict[str, int]:
-    """Run every pending run of `run` (a SuiteRun) as a graph of cached jobs on `executor` (default:
-    in this process). Only this driver writes records, as the jobs finish. Counts per status."""
-    counts = {"ok": 0, "failed": 0, "diverged": 0, "collapsed": 0, "skipped": 0}
-    pending, counts["skipped"] = pending_runs(run)
-    run.opts.progress.start(len(pending), counts["skipped"])
-    for job, result in (executor or LocalExecutor(run)).run(plan(run, pending)):
-        if job.kind != "run":
-            continue
-        record, outputs = result
-        write_record(run.opts.results_dir / job.params["record"], record, outputs)
-        counts[record["status"]] += 1
-        run.opts.progress.run_finished(job.label, record["status"], record["cost"].get("wall_s"), record["error"])
-    return counts
 
 
 @dataclass(frozen=True)
-class RunRequest:
-    """Everything needed to build the same suite run in any process, as plain data."""
+class Job:
+    """One unit of work: `kind` selects its handler; `payload` is the plain, picklable data it
+    needs (e.g. a `bench.plan.RunSpec`); `needs` names the keys of the jobs that must finish first."""
 
-    suite: str  # built-in suite name or absolute path
-    overrides: dict = field(default_factory=dict)
-    plugins: tuple[str, ...] = ()  # absolute paths
-    added_methods: tuple[str, ...] = ()  # registered methods run with their defaults although the suite lacks them
-    tuned_file: str | None = None  # results/<suite>/tuned.yaml when the run uses tuned configs
-    results_dir: str = "results"
-    cache_dir: str | None = None
-    data_root: str | None = None
-    download: bool = False
-    device: str = "auto"
-    methods: tuple[str, ...] | None = None
-    seeds: tuple[int, ...] | None = None
-
-    def absolute(self) -> "RunRequest":
-        """The same request with absolute folders, for workers whose working directory differs."""
-        absolute = lambda p: str(Path(p).resolve()) if p is not None else None  # noqa: E731
-        return replace(self, results_dir=absolute(self.results_dir), data_root=absolute(self.data_root),
-                       cache_dir=absolute(self.cache_dir or default_cache_dir()),
-                       tuned_file=absolute(self.tuned_file))
-
-    def load(self, progress=None):
-        """(suite, RunOptions): plugins imported, suite read and checked, tuned configs read."""
-        from bench.methods_loader import load_plugin
-        from bench.progress import Progress
-        from bench.runner import RunOptions
-        from bench.suites import load_suite
-        from bench.tune import tuned_configs
-
-        for plugin in self.plugins:
-            load_plugin(plugin)
-        suite = load_suite(self.suite, self.overrides, self.added_methods)
-        tuned = tuned_configs(suite, Path(self.tuned_file)) if self.tuned_file else {}
-        opts = RunOptions(results_dir=Path(self.results_dir),
-                          cache_dir=Path(self.cache_dir) if self.cache_dir else default_cache_dir(),
-                          data_root=Path(self.data_root) if self.data_root else None, download=self.download,
-                          device=self.device, methods=self.methods, seeds=self.seeds,
-                          progress=progress or Progress(enabled=False), tuned=tuned, added=self.added_methods)
-        return suite, opts
+    key: str
+    kind: str
+    label: str
+    payload: Any = field(default=None, compare=False, hash=False)
+    needs: tuple[str, ...] = ()
 
 
 class LocalExecutor:
-    """Every job in this process, one after another, in the plan's order (prerequisites first)."""
+    """Every job in this process, one after another, in the given order (prerequisites first):
+    `handle(job)` does one and returns its result."""
 
-    def __init__(self, run):
-        self.run_ = run
+    def __init__(self, handle: Callable[[Job], Any]):
+        self.handle = handle
 
-    def run(self, jobs: list[Job]) -> Iterator[tuple[Job, tuple]]:
+    def run(self, jobs: list[Job]) -> Iterator[tuple[Job, Any]]:
         for job in jobs:
-            yield job, execute_job(self.run_, job)
+            yield job, self.handle(job)
 
 
-def execute_job(run, job: Job):
-    """Do one job of any kind with a SuiteRun of this process; its result for the driver."""
-    if job.kind in ("tuning-retrain", "trial"):
-        from bench.tune import execute_tuning_job
-
-        return execute_tuning_job(run, job)
-    return execute(run, job)
+_handlers: dict = {}
 
 
-_worker_runs: dict = {}
-
-
-def run_job(request: RunRequest, job: Job, threads: int):
-    """A job in a worker process: its SuiteRun is built on first use and kept for later jobs."""
-    from bench.runner import SuiteRun
-
-    key = (repr(request), threads)
-    if key not in _worker_runs:
-        suite, opts = request.load()
-        opts.threads = threads  # the CPUs the scheduler gave this job, not the whole node
-        _worker_runs[key] = SuiteRun(suite, opts)
-    return execute_job(_worker_runs[key], job)
+def run_job(setup, job: Job, threads: int):
+    """A job in a worker process. `setup` is picklable plain data whose `handler(threads)` builds
+    what does jobs in this process (e.g. a workspace); it is built on first use and kept."""
+    key = (repr(setup), threads)
+    if key not in _handlers:
+        _handlers[key] = setup.handler(threads)
+    return _handlers[key](job)
 
 
 class RayExecutor:
@@ -125,13 +65,13 @@ class RayExecutor:
     under a real name (its temporary file is removed at the end). A job that raises stops the run
     with that error, as in-process."""
 
-    def __init__(self, request: RunRequest, address: str | None = None, cpus: float = 1, gpus: float = 0,
+    def __init__(self, setup, cache_dir: Path, address: str | None = None, cpus: float = 1, gpus: float = 0,
                  retries: int = 3, num_cpus: int | None = None):
         try:
             import ray
         except ImportError:
             raise UserError("--executor ray needs Ray: pip install -e '.[ray]' (or pip install ray).") from None
-        self.ray, self.request = ray, request
+        self.ray, self.setup, self.cache_dir = ray, setup, Path(cache_dir)
         self.cpus, self.gpus, self.retries = cpus, gpus, retries
         self.one_host = not address
         if not ray.is_initialized():
@@ -154,7 +94,7 @@ class RayExecutor:
         try:
             yield from self._run(jobs)
         finally:
-            _remove_temporaries(Path(self.request.cache_dir or default_cache_dir()), started, self.one_host)
+            _remove_temporaries(self.cache_dir, started, self.one_host)
 
     def _run(self, jobs: list[Job]) -> Iterator[tuple[Job, tuple]]:
         ray, done, waiting, running = self.ray, set(), list(jobs), {}
@@ -163,7 +103,7 @@ class RayExecutor:
         while waiting or running:
             for job in [j for j in waiting if all(n in done or n not in keys for n in j.needs)]:
                 waiting.remove(job)
-                ref = self.remote.options(num_cpus=self.cpus, num_gpus=self.gpus).remote(self.request, job, threads)
+                ref = self.remote.options(num_cpus=self.cpus, num_gpus=self.gpus).remote(self.setup, job, threads)
                 running[ref] = job
             if not running:
                 raise RuntimeError(f"jobs wait on needs that never finish: {[j.key for j in waiting]}")

@@ -26,7 +26,12 @@ class ForgetSet:
     indices: np.ndarray  # sorted indices into the dataset's training images
     file: str  # path of the index file, relative to the results folder
     sha256: str
-    label: int | None  # the forgotten class, for the class protocol
+    label: int | None  # the forgotten class, for the class protocol (None otherwise)
+
+    @property
+    def forgotten_class(self) -> int | None:
+        """The class that is forgotten, or None: the one test of class forgetting."""
+        return self.label if self.protocol == "class" else None
 
     def summary(self) -> dict:
         return {"name": self.name, "protocol": self.protocol, "size": int(len(self.indices)),
@@ -100,4 +105,4 @@ def materialize(spec: ForgetSpec, pool, labels, num_classes: int, suite_dir: Pat
     else:
         atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return ForgetSet(spec.display_name, spec.protocol, indices, rel.as_posix(),
-                     hashlib.sha256(data).hexdigest(), spec.label)
+                     hashlib.sha256(data).hexdigest(), spec.label if spec.protocol == "class" else None)

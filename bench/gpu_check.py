@@ -21,19 +21,19 @@ KIT_METHODS = ("original", "retrain", "finetune")
 
 def shortened_kit(data_root: Path | None, download: bool, epochs: int, scratch: Path) -> list[dict]:
     """Run cifar10-kit with `epochs` training epochs on seed 0 into `scratch`; one summary per run."""
-    from bench.executors import run_suite
-    from bench.progress import Progress
-    from bench.runner import RunOptions, SuiteRun
+    from bench.runner import run_suite
+    from bench.session import open_session
     from bench.store import load_records
-    from bench.suites import load_suite
+    from bench.worker import RunRequest, local_executor
 
-    suite = load_suite("cifar10-kit", {"recipe": {"epochs": epochs}})
-    opts = RunOptions(results_dir=scratch / "results", cache_dir=scratch / "cache", data_root=data_root,
-                      download=download, device="cuda", methods=("finetune",), seeds=(0,),
-                      progress=Progress(enabled=True))
-    run_suite(SuiteRun(suite, opts))
+    results = scratch / "results"
+    request = RunRequest("cifar10-kit", {"recipe": {"epochs": epochs}}, methods=("finetune",),
+                         results_dir=str(results), cache_dir=str(scratch / "cache"),
+                         data_root=str(data_root) if data_root else None, download=download, device="cuda")
+    s = open_session(request, seeds=(0,), tuned="off")
+    run_suite(s.ws, s.plan, local_executor(s.ws), results)
     out = []
-    for r in sorted(load_records(opts.results_dir), key=lambda r: KIT_METHODS.index(r["method"])):
+    for r in sorted(load_records(results), key=lambda r: KIT_METHODS.index(r["method"])):
         m, c = r["metrics"], r["cost"]
         out.append({"method": r["method"], "status": r["status"], "forget_acc": m.get("forget_acc"),
                     "retain_acc": m.get("retain_acc"), "test_acc": m.get("test_acc"),

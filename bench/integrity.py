@@ -36,7 +36,7 @@ def disagreements(record: dict, outputs: dict | None) -> list[tuple[str, object,
         member, nonmember = outputs.get(f"attack_{attack}_member"), outputs.get(f"attack_{attack}_nonmember")
         if member is None or nonmember is None or attack not in attack_registry:
             continue
-        own = attack_registry.get(attack).meta.get("resolution", {})
+        own = attack_registry.get(attack).info.resolution
         for key, value in roc_metrics(member, nonmember).items():
             if key in own or not isinstance(result.get(key), (int, float)):
                 continue

@@ -35,7 +35,7 @@ def method_protocols(method: str) -> tuple[str, ...]:
     """The forget protocols a method is meant for (random and class unless it says otherwise)."""
     if method == "original":
         return ("random", "class")
-    return method_registry().get(method).meta.get("protocols", ("random", "class"))
+    return method_registry().get(method).info.protocols
 
 
 def load_entry_points() -> None:

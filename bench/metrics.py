@@ -75,54 +75,81 @@ class Counts:
 
 @dataclass(frozen=True)
 class Metric:
+    """One number of the board, declared once: what it is (label, direction, meaning, digits), how a
+    record gives it (`source`), which gaps average it (`part_of`), for which sections (`sections`),
+    where the headline table shows it (`headline`), and its resolution. A new column is one entry."""
+
     key: str  # its field in an aggregated row (`bench.aggregate`) and its CSV column
     label: str  # column header
     direction: str  # "↑" higher is better, "↓" lower is better, "= retrain" retrain's value is ideal
     meaning: str  # one line for the legend
     digits: int = 1  # decimals shown in the markdown table (the export keeps full precision)
     resolution: Resolution = EXACT  # of the record's value (a fraction); `reproduce` reads it
+    source: str | None = None  # dotted path of a per-record fraction in record["metrics"], shown in %
+    part_of: tuple[str, ...] = ()  # the gaps to retrain that average |method − retrain| of it
+    sections: str = "all"  # "all", or "class": class-forgetting sections only
+    class_variant: str | None = None  # in class-forgetting sections this metric's gap and headline roles go to it
+    headline: int | None = None  # position in the headline table; None: details only
+    needs_attack: bool = False  # a headline column only where the section has a headline attack
 
     @property
     def header(self) -> str:
         arrow = self.direction if self.direction in ("↑", "↓") else ""
         return f"{self.label} {arrow}".strip()
 
+    def shown_in(self, class_forgetting: bool) -> bool:
+        return self.sections == "all" or class_forgetting
+
+    def serves(self, class_forgetting: bool) -> bool:
+        """Whether it takes its gap and headline roles in such a section (not handed to a class variant)."""
+        return self.shown_in(class_forgetting) and not (class_forgetting and self.class_variant)
+
+    def value(self, record: dict) -> float | None:
+        """The record's value of a per-record metric (`source`), in %; None when it lacks one."""
+        node = record.get("metrics") or {}
+        for part in self.source.split(".") if self.source else ["\0"]:
+            node = node.get(part) if isinstance(node, dict) else None
+        return 100 * node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
 
 METRICS = {m.key: m for m in (
     Metric("avg_gap", "Avg. Gap", "↓", "mean |method − same-seed retrain| over forget, retain and test "
            "accuracy (remaining classes for class forgetting) and simple MIA, in points; ± the half-width "
-           "of its 95% t-interval over seeds", 2),
+           "of its 95% t-interval over seeds", 2, headline=0),
     Metric("forget_acc", "Forget acc", "= retrain", "accuracy on the forget set, %",
-           resolution=Resolution("example", "forget")),
+           resolution=Resolution("example", "forget"), source="forget_acc", part_of=("avg_gap",), headline=1),
     Metric("retain_acc", "Retain acc", "= retrain", "accuracy on the retain set (or its fixed evaluation sample), %",
-           resolution=Resolution("example", "retain")),
+           resolution=Resolution("example", "retain"), source="retain_acc", part_of=("avg_gap", "utility_gap"),
+           headline=2),
     Metric("val_acc", "Val acc", "= retrain", "accuracy on the validation split, %",
            resolution=Resolution("example", "val")),
     Metric("test_acc", "Test acc", "= retrain", "accuracy on the test split, %",
-           resolution=Resolution("example", "test")),
+           resolution=Resolution("example", "test"), source="test_acc", part_of=("avg_gap", "utility_gap"),
+           headline=3, class_variant="test_acc_remaining"),
     Metric("test_acc_remaining", "Test acc", "= retrain", "class forgetting: test accuracy on the remaining classes, %",
-           resolution=Resolution("example", "test_remaining")),
+           resolution=Resolution("example", "test_remaining"), source="test_acc_remaining",
+           part_of=("avg_gap", "utility_gap"), sections="class", headline=3),
     Metric("test_acc_forgotten", "Test acc, forgotten class", "= retrain",
            "class forgetting: test accuracy on the forgotten class, %",
-           resolution=Resolution("example", "test_forgotten")),
+           resolution=Resolution("example", "test_forgotten"), source="test_acc_forgotten", sections="class"),
     Metric("simple_mia", "Simple MIA", "= retrain", "the NeurIPS 2023 kit's loss-based membership-inference "
-           "accuracy, forget vs held-out, %"),
+           "accuracy, forget vs held-out, %", source="mia.simple.accuracy", part_of=("avg_gap",)),
     Metric("privacy_gap", "AUC gap", "= retrain", "the strongest attack's ROC AUC minus the same-seed "
-           "retrain's (ideal 0; > 0: the forget set still looks like members)", 3),
+           "retrain's (ideal 0; > 0: the forget set still looks like members)", 3, headline=4, needs_attack=True),
     Metric("utility_gap", "Utility gap", "↓", "mean |method − same-seed retrain| over retain and test "
            "accuracy, in points", 2),
     Metric("forget_quality", "Forget quality", "↑", "the NeurIPS 2023 score over the N seeds' runs against "
-           "the N retrains (a perfect unlearner scores the null ceiling at that N)", 3),
+           "the N retrains (a perfect unlearner scores the null ceiling at that N)", 3, headline=5),
     Metric("rte", "RTE", "↑", "run-time efficiency in compute: retrain's floating-point operations divided by "
            "the method's (same seed; forward and backward passes as `torch.utils.flop_counter` counts them, so "
-           "the same on every machine)", 1),
+           "the same on every machine)", 1, headline=6),
     Metric("rte_wall", "RTE (wall)", "↑", "retrain's wall time divided by the method's (same seed), both "
            "timed after an untimed warm-up step; depends on the machine and its load", 1),
     Metric("wall_s", "Wall (s)", "↓", "wall-clock of the method call alone (for original: its training)", 2),
     Metric("gflops", "GFLOPs", "↓", "floating-point operations of the method call (for original: its training), "
            "in 10⁹", 3),
     Metric("mia_efficacy", "MIA-Efficacy", "= retrain", "SalUn's share of the forget set an SVC trained on "
-           "retain vs test calls non-members, %"),
+           "retain vs test calls non-members, %", source="mia.mia_efficacy.efficacy"),
     Metric("auc", "AUC", "= retrain", "ROC AUC of members (forget set) vs non-members", 3, Resolution("pair")),
     Metric("tpr_at_1pct_fpr", "TPR@1%FPR", "= retrain", "true-positive rate at 1% false positives", 3,
            Resolution("member")),
@@ -131,6 +158,28 @@ METRICS = {m.key: m for m in (
     Metric("balanced_accuracy", "Bal. acc", "= retrain", "balanced accuracy at the best threshold", 3,
            Resolution("member")),
 )}
+
+
+def per_record(record: dict, class_forgetting: bool) -> dict[str, float]:
+    """A record's per-record metrics (those with a `source`) in %; a value it lacks is left out."""
+    out = {}
+    for m in METRICS.values():
+        if m.source and m.shown_in(class_forgetting) and (v := m.value(record)) is not None:
+            out[m.key] = v
+    return out
+
+
+def gap_keys(gap: str, class_forgetting: bool) -> tuple[str, ...]:
+    """The metrics a gap to retrain (`avg_gap`, `utility_gap`) averages, in declaration order."""
+    return tuple(m.key for m in METRICS.values() if gap in m.part_of and m.serves(class_forgetting))
+
+
+def headline_keys(class_forgetting: bool, attack: str | None) -> list[str]:
+    """The headline table's numeric columns (fields of an aggregated row), in order."""
+    shown = [m for m in METRICS.values() if m.headline is not None and m.serves(class_forgetting)
+             and (attack or not m.needs_attack)]
+    return [m.key for m in sorted(shown, key=lambda m: m.headline)]
+
 
 ATTACK_METRICS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy")  # per attack, details
 

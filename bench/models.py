@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn as nn
 
+from bench.policy import DevicePolicy
 from bench.registry import Registry
 
 model_registry = Registry("model")
@@ -18,20 +18,18 @@ def build_model(name: str, in_channels: int, image_size: int, num_classes: int) 
 
 @dataclass(frozen=True)
 class ModelFactory:
-    """Builds freshly initialised models of one architecture on one device (`ctx.new_model()`);
-    on CUDA in channels_last memory format, like the batches."""
+    """Builds freshly initialised models of one architecture (`ctx.new_model()`) on the policy's
+    device, in its memory format, like the batches."""
 
     name: str
     in_channels: int
     image_size: int
     num_classes: int
-    device: torch.device
+    policy: DevicePolicy
 
     def __call__(self) -> nn.Module:
-        model = build_model(self.name, self.in_channels, self.image_size, self.num_classes).to(self.device)
-        if self.device.type == "cuda":  # conv weights in the inputs' memory format (`Batcher`): faster kernels
-            model = model.to(memory_format=torch.channels_last)
-        return model
+        model = build_model(self.name, self.in_channels, self.image_size, self.num_classes)
+        return self.policy.module_format(model.to(self.policy.torch_device))
 
 
 @model_registry.register("mlp")

@@ -1,7 +1,13 @@
-"""One small generic registry: methods, models, datasets and attacks are all kept in one."""
+"""One small generic registry: methods, models, datasets and attacks are all kept in one.
+
+What a registration declares beyond name, function and config is a typed, frozen info object
+(`MethodInfo`, `bench.attacks.base.AttackInfo`, or `NoInfo`): a misspelled keyword is refused
+at registration with one line, instead of being read back as a silent default.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from dataclasses import dataclass, field
@@ -11,13 +17,28 @@ from bench.errors import UserError
 
 
 @dataclass(frozen=True)
+class NoInfo:
+    """Models and datasets declare nothing beyond name, function and docstring."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What a method declares: the forget protocols it is meant for (the leaderboard marks rows
+    run on others) and whether it uses no randomness (the contract then expects equal models
+    from different seeds)."""
+
+    protocols: tuple[str, ...] = ("random", "class")
+    deterministic: bool = False
+
+
+@dataclass(frozen=True)
 class Entry:
     name: str
     fn: Callable[..., Any]
     config: type | None  # frozen dataclass of hyperparameters, or None
     description: str  # first line of the function's docstring
     source: str  # the file that registered it
-    meta: dict = field(default_factory=dict)  # e.g. {"deterministic": True} for a method without randomness
+    info: Any = field(default_factory=NoInfo)  # the registry's info type, e.g. MethodInfo
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:
@@ -27,12 +48,22 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 
 
 class Registry:
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, info: type = NoInfo):
+        self.kind, self.info = kind, info
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, config: type | None = None, **meta):
-        """Decorator: register `fn` under `name`; a second registration of a name is an error."""
+    def register(self, name: str, config: type | None = None, **declared):
+        """Decorator: register `fn` under `name` with `declared` fields of the registry's info type.
+        A second registration of a name, or a keyword the info type lacks, is a UserError."""
+        known = [f.name for f in dataclasses.fields(self.info)]
+        for key in declared:
+            if key not in known:
+                raise UserError(f"{self.kind} '{name}': unknown declaration '{key}'."
+                                f"{did_you_mean(key, known) if known else ' It takes none.'}")
+        try:
+            info = self.info(**declared)
+        except TypeError as e:  # a required declaration left out
+            raise UserError(f"{self.kind} '{name}': {e}; declare it in the registration.") from None
 
         def decorate(fn):
             if name in self._entries:
@@ -42,7 +73,7 @@ class Registry:
                 )
             doc = inspect.getdoc(fn) or ""
             self._entries[name] = Entry(
-                name, fn, config, doc.splitlines()[0] if doc else "", inspect.getsourcefile(fn) or "?", meta
+                name, fn, config, doc.splitlines()[0] if doc else "", inspect.getsourcefile(fn) or "?", info
             )
             return fn
 

@@ -107,7 +107,7 @@ def resolution_of(name: str) -> tuple[Resolution, str | None]:
     attack, _, key = name[len("mia."):].partition(".")  # a key may hold a dot: tpr_at_0.1pct_fpr
     if key.startswith("variants."):
         key = key[len("variants."):].partition(".")[2]
-    own = attack_registry.get(attack).meta.get("resolution", {}) if attack in attack_registry else {}
+    own = attack_registry.get(attack).info.resolution if attack in attack_registry else {}
     return own.get(key) or (METRICS[key].resolution if key in METRICS else EXACT), attack
 
 

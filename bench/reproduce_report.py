@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.conclusions import conclusions, stale_board
-from bench.environment import git, hardware_note
+from bench.checkout import git
+from bench.environment import hardware_note
 from bench.reproduce import LEVELS, hashed_files, same_hardware, summary, verdicts
 from bench.store import load_records
 

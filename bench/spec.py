@@ -59,6 +59,11 @@ class Search:
             return value in self.choices
         return self.low <= value <= self.high
 
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(str, self.choices))
+        return f"{'log-uniform ' if self.kind == 'log' else ''}{self.low:g} to {self.high:g}"
+
     def suggest(self, trial, name: str):
         """The value an Optuna trial draws for `name` (any object with Optuna's suggest_* methods)."""
         if self.kind == "choice":
@@ -192,7 +197,7 @@ class Suite:
     recipe: Recipe
     forget_sets: tuple[ForgetSpec, ...]
     seeds: tuple[int, ...]
-    methods: tuple[tuple[str, Any], ...]  # (method name, its config dataclass instance)
+    methods: tuple[tuple[str, Any], ...]  # (method name, its config from the suite file's values)
     attacks: tuple[str, ...] = ("simple",)
     eval: EvalSpec = field(default_factory=EvalSpec)
     attack_settings: AttackSettings = field(default_factory=AttackSettings)
@@ -200,9 +205,18 @@ class Suite:
     resources: Resources = field(default_factory=Resources)
     description: str = ""
     path: str = ""
+    method_keys: dict = field(default_factory=dict)  # {method: the config fields the suite file gives}
+    method_overrides: dict = field(default_factory=dict)  # {method: {field: value}} from `--set`, checked
+    added: tuple[str, ...] = ()  # methods the suite file lacks, added by `--methods` with their defaults
 
     def method_config(self, name: str):
+        """Method `name`'s config from the suite file's values (without `--set`, tuned values: `bench.plan`)."""
         return dict(self.methods)[name]
+
+    def method_values(self, name: str) -> dict:
+        """The values the suite file gives method `name` ({} for a method it does not list)."""
+        config = dict(self.methods).get(name)
+        return {k: getattr(config, k) for k in self.method_keys.get(name, ())} if config is not None else {}
 
     @property
     def suite_hash(self) -> str:

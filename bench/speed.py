@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.policy import DevicePolicy
 from bench.data import CIFAR10_CLASSES, Batcher, Split
 from bench.errors import UserError
 from bench.models import build_model
@@ -166,8 +167,9 @@ def harness_speed(name: str, model_name: str, split: Split, device, batch_size, 
                   channels_last=False, compile: str | None = None) -> LoopSpeed:
     model, forward = _fresh_model(model_name, device, channels_last, compile)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    batcher, generator = Batcher(MEAN, STD, 3, device), torch.Generator().manual_seed(0)
-    ctx = SimpleNamespace(device=device, progress=lambda *a: None)
+    policy = DevicePolicy.decide(device, torch.get_num_threads())  # the harness's own batches and autocast
+    batcher, generator = Batcher(MEAN, STD, 3, policy), torch.Generator().manual_seed(0)
+    ctx = SimpleNamespace(policy=policy, progress=lambda *a: None)
 
     def batches():
         return batcher.batches(split, batch_size, shuffle=True, augment=True, generator=generator)

@@ -47,13 +47,17 @@ def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
 
 
+FORGET_KEY = {"random": "fraction", "class": "label", "file": "path"}  # what each forget protocol is given
+PROTOCOL_OF = {v: k for k, v in FORGET_KEY.items()}
 SECTIONS = ("recipe", "dataset", "eval", "attack_settings", "tuning", "resources")  # `--set SECTION.KEY=...`
 
 
 def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = None,
-               added_methods: tuple[str, ...] = ()) -> Suite:
-    """Read a suite by built-in name or path, add `added_methods` with their defaults (`run --methods`
-    naming a registered method the suite lacks), apply `--set` overrides, check everything."""
+               methods: tuple[str, ...] = ()) -> Suite:
+    """Read a suite by built-in name or path, check everything, apply `--set` overrides of suite
+    sections (method values are kept apart: `Suite.method_overrides`, applied by `bench.plan`).
+    `methods` are the methods named on the command line (`--methods`): an unknown name is refused;
+    a registered one the suite lacks is added with its defaults (`Suite.added`): a method author's first run."""
     path = resolve_suite_path(name_or_path)
     where = str(path)
     try:
@@ -83,12 +87,16 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
             raise UserError(f"{where}: methods.{name}: expected a mapping of hyperparameters (e.g. {{lr: 0.01}}) "
                             f"or {{}}, got {params!r}.")
     methods_raw = {k: dict(v or {}) for k, v in methods_raw.items()}
-    methods_raw.update({m: {} for m in added_methods if m not in methods_raw})
+    for name in methods:
+        method_registry().get(name)  # an unknown name: one line with the closest registered names
+    added = tuple(m for m in methods if m not in methods_raw and m not in ("original", "retrain"))
+    methods_raw.update({m: {} for m in added})
+    method_overrides = {}
     for section, values in (overrides or {}).items():
         if section in SECTIONS:
             raw[section] = {**(raw.get(section) or {}), **values}
         elif section in methods_raw:
-            methods_raw[section].update(values)
+            method_overrides[section] = dict(values)
         else:
             choices = [*SECTIONS, *methods_raw]
             raise UserError(
@@ -105,7 +113,12 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         if entry.config is None and params:
             raise UserError(f"{where}: methods.{name}: '{name}' takes no hyperparameters; "
                             f"remove {', '.join(params)}.")
+        if entry.config is None and name in method_overrides:
+            raise UserError(f"--set {name}.{next(iter(method_overrides[name]))}: '{name}' takes no hyperparameters.")
         config = build_dataclass(entry.config, params, f"{where}: methods.{name}") if entry.config else None
+        if name in method_overrides:  # checked now; applied when the plan is resolved (bench.plan)
+            checked = build_dataclass(entry.config, {**params, **method_overrides[name]}, f"--set {name}")
+            method_overrides[name] = {k: getattr(checked, k) for k in method_overrides[name]}
         methods.append((name, config))
 
     known = {"name", "description", "dataset", "model", "recipe", "forget_sets", "seeds", "methods",
@@ -131,6 +144,9 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         forget_sets=forget_sets,
         seeds=_coerce(raw["seeds"], tuple[int, ...], f"{where}: seeds"),
         methods=tuple(methods),
+        method_keys={name: tuple(params) for name, params in methods_raw.items()},
+        method_overrides=method_overrides,
+        added=added,
         attacks=_coerce(raw.get("attacks", ["simple"]), tuple[str, ...], f"{where}: attacks"),
         eval=build_dataclass(EvalSpec, raw.get("eval"), f"{where}: eval"),
         attack_settings=build_dataclass(AttackSettings, raw.get("attack_settings"), f"{where}: attack_settings"),
@@ -169,7 +185,7 @@ def validate_suite(suite: Suite, where: str) -> None:
     if (d.mean is None) != (d.std is None) or (d.mean is not None and len(d.mean) != len(d.std)):
         raise UserError(f"{where}: dataset.mean and dataset.std: give both, one value per channel each.")
     st = suite.attack_settings
-    if any(attack_registry.get(a).meta.get("needs_references") for a in suite.attacks):
+    if any(attack_registry.get(a).info.needs_references for a in suite.attacks):
         if st.references < 2 or st.references % 2:
             raise UserError(f"{where}: attack_settings.references: {st.references}; use an even number >= 2.")
         if not 1 <= st.ulira_references <= st.references:
@@ -183,6 +199,11 @@ def validate_suite(suite: Suite, where: str) -> None:
                         f"{did_you_mean(st.lira_variant, list(LIRA_VARIANTS))}")
     for i, f in enumerate(suite.forget_sets):
         key = f"{where}: forget_sets[{i}]"
+        given = {"fraction": f.fraction is not None, "label": f.label is not None, "path": f.path is not None}
+        foreign = [k for k, v in given.items() if v and k != FORGET_KEY.get(f.protocol)]
+        if foreign:
+            raise UserError(f"{key}: protocol '{f.protocol}' does not take '{foreign[0]}' (it is "
+                            f"{PROTOCOL_OF[foreign[0]]}'s); remove it or change the protocol.")
         if f.protocol == "random":
             if f.fraction is None or not 0 < f.fraction < 1:
                 raise UserError(f"{key}.fraction: must be between 0 and 1 (exclusive), got {f.fraction}.")

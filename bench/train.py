@@ -6,6 +6,7 @@ that loop with cross-entropy and the suite's recipe. A non-finite loss raises `D
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable, Iterable
 
@@ -54,7 +55,7 @@ def run_epochs(
     Finiteness is checked once per epoch, so CUDA is not synchronised on every batch.
     """
     model.train()
-    autocast = _autocast(ctx)
+    autocast = ctx.policy.autocast() if ctx is not None else contextlib.nullcontext()
     for epoch in range(epochs):
         finite = torch.ones((), dtype=torch.bool)
         for batch in batches():
@@ -75,12 +76,6 @@ def run_epochs(
     return model
 
 
-def _autocast(ctx):
-    """bf16 autocast on CUDA; a no-op context on CPU."""
-    on_cuda = ctx is not None and ctx.device.type == "cuda"
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda)
-
-
 def train_from_scratch(model: nn.Module, split, recipe: Recipe, ctx) -> nn.Module:
     """Train `model` (freshly initialised) on `split` with cross-entropy and the suite's recipe."""
     steps = recipe.epochs * math.ceil(len(split) / recipe.batch_size)
@@ -93,7 +88,7 @@ def train_from_scratch(model: nn.Module, split, recipe: Recipe, ctx) -> nn.Modul
                                    generator=ctx.generator)
 
     forward = model
-    if recipe.compile:  # the compiled module shares the model's parameters
+    if ctx.policy.compile:  # the compiled module shares the model's parameters
         # inductor (torch 2.11, H200) rejected a channels_last ResNet with a stride assertion: compile the
         # plain layout (the batches stay channels_last), the variant `unlearn-bench speed` measured
         forward = torch.compile(model.to(memory_format=torch.contiguous_format))

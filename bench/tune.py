@@ -7,8 +7,8 @@ study can be inspected with Optuna afterwards. Selection never sees what the rep
 - trials run on the tuning seed (`tuning.seed`, refused if it is a reporting seed) and on
   tuning forget sets drawn by the suite's protocols with another seed (random) or another class
   (class forgetting), written as `tuning-<name>` beside the suite's forget sets;
-- the validation split stands in for test, and the test split is never read: the runner's test
-  tensors are replaced by ones that raise on any use;
+- the validation split stands in for test, and the test split is never read: tuning's workspace
+  holds it as tensors that raise on any use (`forbid_test`);
 - objective (minimised): mean |method - retrain| in points over forget acc, retain acc, val acc
   and the simple MIA of forget vs val (held-out), against the retrain of the tuning seed and
   forget set, averaged over the suite's forget sets;
@@ -16,9 +16,9 @@ study can be inspected with Optuna afterwards. Selection never sees what the rep
   operations than that retrain (`bench.flops`: a count, so the same tune twice chooses the
   same configs, whatever the machine's load), or diverges, fails or collapses.
 The suite's own per-method values are the first trial (enqueued) when they lie in the space.
-`tuned.yaml` (per method: chosen values, trials, best objective, the trials' GFLOPs; nothing
-that depends on the clock, so the same tune writes the same file) is what
-`unlearn-bench run --tuned` runs with.
+`tuned.yaml` (per method: chosen values, trials, best objective, the trials' GFLOPs and what the
+choice was made for, `bench.tuned`; nothing that depends on the clock, so the same tune writes
+the same file) is what `unlearn-bench run` runs with.
 """
 
 from __future__ import annotations
@@ -38,15 +38,14 @@ from bench.data import Split
 from bench.errors import UserError
 from bench.evaluate import accuracy, collapse_reason, per_example_outputs
 from bench.execute import call_method
+from bench.executors import Job
 from bench.files import write_text
-from bench.jobs import Job, cached
+from bench.jobs import original_job
 from bench.methods_loader import method_registry
-from bench.provenance import run_code
-from bench.runner import SuiteRun
-from bench.settings import build_dataclass
+from bench.plan import resolve_config
 from bench.spec import ForgetSpec, derive_seed, search_space, stable_hash, to_jsonable
-
-TUNED_FILE = "tuned.yaml"
+from bench.tuned import TUNED_FILE, made_for, read_tuned
+from bench.workspace import Workspace
 _FINISHED = ("COMPLETE", "PRUNED")  # trial states that count against the budget
 
 
@@ -58,9 +57,9 @@ class _Forbidden(torch.Tensor):
         raise RuntimeError("the test split was used during tuning; selection must use validation data only")
 
 
-def forbid_test(run: SuiteRun) -> None:
-    t = run.test
-    run.test = Split(t.x.as_subclass(_Forbidden), t.y.as_subclass(_Forbidden), t.index)
+def forbid_test(test: Split) -> Split:
+    """The test split as tuning's workspace holds it (`Workspace(guard_test=forbid_test)`): any use raises."""
+    return Split(test.x.as_subclass(_Forbidden), test.y.as_subclass(_Forbidden), test.index)
 
 
 def tuning_forget_spec(spec: ForgetSpec, num_classes: int) -> ForgetSpec:
@@ -74,12 +73,12 @@ def tuning_forget_spec(spec: ForgetSpec, num_classes: int) -> ForgetSpec:
                     "a 'file' forget set has none, so tune a suite with random or class forget sets.")
 
 
-def measure(run: SuiteRun, model, data, label: int | None, seed: int) -> dict[str, float]:
+def measure(ws: Workspace, model, data, label: int | None, seed: int) -> dict[str, float]:
     """Forget/retain/val accuracy and simple MIA (forget vs held-out val), in points; no test data."""
     from bench.attacks.population import simple_mia_scores
 
-    out = {name: per_example_outputs(model, split, run.batcher, run.suite.eval.batch_size)
-           for name, split in run.eval_splits(data).items() if name != "test"}
+    out = {name: per_example_outputs(model, split, ws.batcher, ws.suite.eval.batch_size)
+           for name, split in ws.eval_splits(data, test=False).items()}
     if not all(np.isfinite(o["loss"]).all() for o in out.values()):
         return {"collapse": "its outputs are not finite"}  # infeasible, like a diverged run
     val = out["val"] if label is None else {k: v[out["val"]["label"] == label] for k, v in out["val"].items()}
@@ -87,7 +86,7 @@ def measure(run: SuiteRun, model, data, label: int | None, seed: int) -> dict[st
     values = {"forget": accuracy(out["forget"]), "retain": accuracy(out["retain"]), "val": accuracy(out["val"]),
               "mia": mia["accuracy"]}
     values = {k: 100 * v for k, v in values.items()}
-    values["collapse"] = collapse_reason(out["retain"], run.num_classes)
+    values["collapse"] = collapse_reason(out["retain"], ws.num_classes)
     return values
 
 
@@ -95,11 +94,15 @@ def objective_value(trial: dict, retrain: dict) -> float:
     return float(np.mean([abs(trial[k] - retrain[k]) for k in ("forget", "retain", "val", "mia")]))
 
 
-def study_name(run: SuiteRun, method: str, forget_set: str) -> str:
-    base = run._config(method)
-    return f"{method}-{forget_set}-" + stable_hash([
-        run.suite.suite_hash, forget_set, run.suite.tuning.seed, run_code(method), to_jsonable(base),
-        {k: to_jsonable(v) for k, v in search_space(type(base)).items()}])[:8]
+def base_config(ws: Workspace, method: str):
+    """Where a method's tuning starts: the suite's values with `--set` (tuned values never feed a tune)."""
+    return resolve_config(ws.suite, method, None)[0]
+
+
+def study_name(ws: Workspace, method: str, forget_set: str) -> str:
+    spec = next(s for s in ws.suite.forget_sets if s.display_name == forget_set)
+    return f"{method}-{forget_set}-" + stable_hash([made_for(ws.suite, spec, method),
+                                                    to_jsonable(base_config(ws, method))])[:8]
 
 
 # --- jobs: what a worker (or this process) does for one tuning step -------------------------------
@@ -107,37 +110,40 @@ def study_name(run: SuiteRun, method: str, forget_set: str) -> str:
 _problem_data: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _problem(run: SuiteRun, name: str):
+def _problem(ws: Workspace, name: str):
     """(forget set, unlearning data) of the tuning forget set standing in for the suite's `name`."""
-    per_run = _problem_data.setdefault(run, {})
-    if name not in per_run:
-        spec = next(s for s in run.suite.forget_sets if s.display_name == name)
-        fs = run.forget_set(tuning_forget_spec(spec, run.num_classes))
-        per_run[name] = (fs, run.unlearn_data(fs))
-    return per_run[name]
+    per_ws = _problem_data.setdefault(ws, {})
+    if name not in per_ws:
+        spec = next(s for s in ws.suite.forget_sets if s.display_name == name)
+        fs = ws.forget_set(tuning_forget_spec(spec, ws.num_classes))
+        per_ws[name] = (fs, ws.unlearn_data(fs))
+    return per_ws[name]
 
 
-def execute_tuning_job(run: SuiteRun, job: Job) -> dict:
+def tuning_job(runner, job: Job) -> dict:
     """A `tuning-retrain` job (the retrain a forget set's trials are measured against) or a `trial`
     job (one method, one config): the method's status, cost (wall-clock, FLOPs) and validation metrics."""
-    forbid_test(run)
-    seed, p = run.suite.tuning.seed, job.params
-    fs, data = _problem(run, p["forget_set"])
-    original = run.original_of(seed)[0]
+    ws = runner.ws
+    seed, p = ws.suite.tuning.seed, job.payload
+    fs, data = _problem(ws, p["forget_set"])
+    original = ws.original(seed)[0]
     started = time.perf_counter()
     if job.kind == "tuning-retrain":
-        ctx = run.context(derive_seed(seed, fs.name, "retrain"), f"tuning: retrain on {fs.name}")
+        ctx = ws.context(derive_seed(seed, fs.name, "retrain"), f"tuning: retrain on {fs.name}")
         model, cost, status, error = call_method(method_registry().get("retrain").fn, original, data, None, ctx)
         if status != "ok":
             raise UserError(f"tuning: retrain {status} on {fs.name}: {error}")
     else:
-        config = dataclasses.replace(run._config(p["method"]), **p["values"])
-        ctx = run.context(derive_seed(seed, fs.name, p["method"], p["number"]), f"tuning {p['method']} #{p['number']}")
+        config = dataclasses.replace(base_config(ws, p["method"]), **p["values"])
+        ctx = ws.context(derive_seed(seed, fs.name, p["method"], p["number"]), f"tuning {p['method']} #{p['number']}")
         model, cost, status, error = call_method(method_registry().get(p["method"]).fn, original,
                                                  data.private_copy(), config, ctx)
-    values = measure(run, model, data, fs.label, seed) if status == "ok" else None
+    values = measure(ws, model, data, fs.forgotten_class, seed) if status == "ok" else None
     return {"status": status, "error": error, "wall_s": cost["wall_s"], "flops": cost["flops"], "values": values,
             "job_s": time.perf_counter() - started}
+
+
+HANDLERS = {"tuning-retrain": tuning_job, "trial": tuning_job}
 
 
 # --- the driver: equal budgets, asked and told through an executor ---------------------------------
@@ -151,16 +157,16 @@ class _Study:
     done: int  # finished trials (complete or pruned)
 
 
-def _open_study(run: SuiteRun, method: str, forget_set: str, storage):
+def _open_study(ws: Workspace, method: str, forget_set: str, storage):
     import optuna
 
     space = search_space(method_registry().get(method).config)
     if not space:
         return None
-    base, seed = run._config(method), run.suite.tuning.seed
+    base, seed = base_config(ws, method), ws.suite.tuning.seed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, forget_set) % 2**32)
-    study = optuna.create_study(study_name=study_name(run, method, forget_set), storage=storage, sampler=sampler,
+    study = optuna.create_study(study_name=study_name(ws, method, forget_set), storage=storage, sampler=sampler,
                                 direction="minimize", load_if_exists=True)
     for t in study.trials:  # a trial left running by a killed tune: failed, and not counted
         if t.state == optuna.trial.TrialState.RUNNING:
@@ -231,7 +237,7 @@ class _KernelLock:
         self.fd = None
 
 
-def tune_suite(run: SuiteRun, methods: list[str], trials: int | None, executor) -> Path:
+def tune_suite(ws: Workspace, methods: list[str], trials: int | None, executor, results_dir: Path) -> Path:
     """Tune `methods` on every forget set (equal budget) with jobs on `executor` (`bench.executors`);
     write `<results>/<suite>/tuned.yaml`.
 
@@ -242,28 +248,28 @@ def tune_suite(run: SuiteRun, methods: list[str], trials: int | None, executor) 
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    forbid_test(run)
-    budget = trials or run.suite.tuning.trials
-    folder = run.opts.results_dir / run.suite.name / "tuning"
+    suite = ws.suite
+    budget = trials or suite.tuning.trials
+    folder = results_dir / suite.name / "tuning"
     folder.mkdir(parents=True, exist_ok=True)
     journal = str(folder / "journal.log")
     storage = JournalStorage(JournalFileBackend(journal, lock_obj=_KernelLock(journal + ".flock")))
-    seed, names = run.suite.tuning.seed, [s.display_name for s in run.suite.forget_sets]
-    for spec in run.suite.forget_sets:
-        tuning_forget_spec(spec, run.num_classes)  # a forget set tuning cannot stand in for: refused now
-    first = [] if cached(run.original_path(seed)) else [
-        Job(f"original/{run.original_key(seed)}", "original", f"seed {seed} original model", {"seed": seed})]
+    seed, names = suite.tuning.seed, [s.display_name for s in suite.forget_sets]
+    for spec in suite.forget_sets:
+        tuning_forget_spec(spec, ws.num_classes)  # a forget set tuning cannot stand in for: refused now
+    first = [j for j in [original_job(ws, seed)] if j]
     first += [Job(f"tuning-retrain/{n}", "tuning-retrain", f"tuning: retrain on {n}", {"forget_set": n},
                   tuple(j.key for j in first)) for n in names]
-    retrains = {job.params["forget_set"]: result for job, result in executor.run(first) if job.kind != "original"}
-    studies = {(m, n): _open_study(run, m, n, storage) for m in methods for n in names}
-    path = run.opts.results_dir / run.suite.name / TUNED_FILE
+    retrains = {job.payload["forget_set"]: result for job, result in executor.run(first) if job.kind != "original"}
+    studies = {(m, n): _open_study(ws, m, n, storage) for m in methods for n in names}
+    specs = {s.display_name: s for s in suite.forget_sets}
+    path = results_dir / suite.name / TUNED_FILE
     tuned = read_tuned(path)
     left = sum(max(0, budget - st.done) for st in studies.values() if st)
-    run.opts.progress.start(left, 0, "tuning trials to do (finished ones are kept)")
+    ws.progress.start(left, 0, "tuning trials to do (finished ones are kept)")
     while True:
         for (m, n), st in studies.items():
-            tuned.setdefault(m, {})[n] = _summary(st)
+            tuned.setdefault(m, {})[n] = {**_summary(st), "made_for": made_for(suite, specs[n], m)}
         write_text(path, "# Generated by `unlearn-bench tune`: chosen values per method and forget set (equal\n"
                          "# budget, validation data, tuning seed and forget sets). `run --tuned` uses them.\n"
                    + yaml.safe_dump(tuned, sort_keys=True))
@@ -283,32 +289,4 @@ def tune_suite(run: SuiteRun, methods: list[str], trials: int | None, executor) 
             _, st, trial = asked[job.key]
             reason = _tell(st, trial, result, retrains[st.forget_set])
             state = "pruned" if reason else "complete"
-            run.opts.progress.run_finished(job.label, state, result["wall_s"], reason)
-
-
-
-def read_tuned(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"'{path}' is not valid YAML ({' '.join(str(e).split())}); delete it and tune again.") from None
-    if not isinstance(data, dict):
-        raise UserError(f"'{path}' is not a tuned-configs file; delete it and tune again.")
-    return data
-
-
-def tuned_configs(suite, path: Path) -> dict:
-    """{(method, forget set): (config, "tuned (N trials)")} from tuned.yaml, checked like a suite."""
-    tuned = read_tuned(path)
-    if not tuned:
-        raise UserError(f"--tuned: '{path}' does not exist or is empty; run `unlearn-bench tune {suite.name}` first.")
-    out = {}
-    for name, config in suite.methods:
-        for forget_set, t in (tuned.get(name) or {}).items():
-            if config is not None and isinstance(t, dict) and t.get("values"):
-                values = {**to_jsonable(config), **t["values"]}
-                out[(name, forget_set)] = (build_dataclass(type(config), values, f"{path}: {name}.{forget_set}"),
-                                           f"tuned ({t['trials']} trials)")
-    return out
+            ws.progress.run_finished(job.label, state, result["wall_s"], reason)

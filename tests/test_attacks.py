@@ -103,6 +103,7 @@ def test_rmia_scores_are_fractions_and_rank_members_first():
     assert roc_metrics(s_in, s_out)["auc"] > 0.8
 
 
+@pytest.mark.slow
 def test_forget_quality_of_retraining_is_near_the_ceiling_and_of_the_original_far_below():
     rng = np.random.default_rng(0)
     n_models, examples = 16, 300
@@ -144,7 +145,7 @@ def test_population_attacks_are_deterministic_and_see_a_shift(name):
 def test_a_failing_attack_is_recorded_and_the_others_still_run():
     from bench.attacks import run_attacks
 
-    @attack_registry.register("always_fails")
+    @attack_registry.register("always_fails", label="Always fails", strength=0)
     def always_fails(a):
         """Raises, to test isolation."""
         raise RuntimeError("no luck")
@@ -302,5 +303,5 @@ def test_every_attack_declares_its_table_label_and_strength():
     from bench.attacks import attack_registry
 
     for entry in attack_registry.entries():
-        assert isinstance(entry.meta.get("label"), str) and entry.meta["label"], entry.name
-        assert entry.meta.get("strength") in (0, 1, 2, 3, 4), entry.name
+        assert isinstance(entry.info.label, str) and entry.info.label, entry.name
+        assert entry.info.strength in (0, 1, 2, 3, 4), entry.name

@@ -167,6 +167,7 @@ def other_outputs(model, data, cfg, ctx):
 '''
 
 
+@pytest.mark.slow
 def test_broken_runs_are_recorded_and_the_board_survives(cli, tiny_suite, tmp_path, forget_plugins):
     from bench.store import load_records
 

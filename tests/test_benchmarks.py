@@ -7,6 +7,8 @@ disabled (each body runs once, as a test); measure with:
 import numpy as np
 import torch
 
+from bench.policy import CPU
+
 from bench.data import Batcher, Split, augment_batch
 from bench.evaluate import per_example_outputs
 from bench.models import build_model
@@ -27,20 +29,29 @@ def test_batched_augmentation(benchmark):
 def test_one_training_epoch_of_the_cifar_cpu_model(benchmark):
     split = _cifar_like()
     model = build_model("cnn-small", 3, 32, 10)
-    batcher = Batcher(None, None, 3, torch.device("cpu"))
+    batcher = Batcher(None, None, 3, CPU)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    before = [p.detach().clone() for p in model.parameters()]
 
     def epoch():
+        losses = []
         for x, y in batcher.batches(split, 128, shuffle=True, generator=torch.Generator().manual_seed(0)):
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
             optimizer.step()
+            losses.append(loss.item())
+        return losses
 
-    benchmark(epoch)
+    losses = benchmark(epoch)
+    assert len(losses) == len(split) // 128  # every batch of the epoch was a step
+    assert np.all(np.isfinite(losses))
+    assert all(p.grad is not None for p in model.parameters())
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters()))  # the steps moved it
 
 
 def test_evaluation_pass_of_the_cifar_cpu_model(benchmark):
     split = _cifar_like()
     model = build_model("cnn-small", 3, 32, 10)
-    out = benchmark(per_example_outputs, model, split, Batcher(None, None, 3, torch.device("cpu")), 1024)
+    out = benchmark(per_example_outputs, model, split, Batcher(None, None, 3, CPU), 1024)
     assert len(out["loss"]) == len(split)

@@ -1,5 +1,6 @@
 """Bad input: one line naming the problem and the fix, exit 2, no traceback, no partial files."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -65,23 +66,35 @@ def test_broken_plugins_are_named(cli, tmp_path, forget_plugins):
 
 
 def test_a_dirty_checkout_does_not_write_its_published_results(cli, tiny_suite, tmp_path, monkeypatch):
-    """The results folder inside the checkout takes records from a clean commit only; a folder
-    elsewhere, or --allow-dirty, is written as usual. (git's answers are faked: the checkout is
-    this test's folder, with an edited bench/train.py.)"""
+    """The results folder inside the checkout takes records from a clean commit only: with edited
+    code a run goes to local-results/ (git-ignored) and says so in one line; a --results folder
+    inside the checkout is refused; a folder elsewhere, or --allow-dirty, is written as usual.
+    (git's answers are faked: the checkout is this test's folder, with an edited bench/train.py.)"""
+    import bench.checkout as checkout
     import bench.environment as environment
 
     answers = {("rev-parse", "--show-toplevel"): str(tmp_path), ("status", "--porcelain"): " M bench/train.py\n",
                ("rev-parse", "--short", "HEAD"): "abc1234", ("rev-parse", "HEAD"): "abc1234" * 5}
+    monkeypatch.setattr(checkout, "git", lambda *args, cwd=None: answers[args])
     monkeypatch.setattr(environment, "git", lambda *args, cwd=None: answers[args])
     suite = tiny_suite()
     code, out, err = cli("run", suite, "--quiet", "--seeds", "0", "--methods", "retrain")
-    assert code == 2 and "differs from commit abc1234 (bench/train.py" in err and "--allow-dirty" in err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "results").exists()
+    assert code == 0, err
+    assert len(err.strip().splitlines()) == 1
+    assert "differs from commit abc1234 (bench/train.py" in err and "local-results" in err and "commit" in err
+    assert not (tmp_path / "results").exists() and not (tmp_path / "leaderboard.md").exists()
+    local = tmp_path / "local-results"
+    assert len(list((local / "results").rglob("*-seed0.json"))) == 2 and (local / "leaderboard.md").is_file()
+    code, out, err = cli("run", suite, "--quiet", "--seeds", "0", "--methods", "retrain", "--results", "results")
+    assert code == 2 and "--allow-dirty" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
     code, _, err = cli("run", suite, "--quiet", "--seeds", "0", "--methods", "retrain", "--allow-dirty")
     assert code == 0, err
+    assert (tmp_path / "results").is_dir() and err == ""
     answers[("status", "--porcelain")] = " M leaderboard.md\n?? results/tiny/\n"  # published data only: clean
     code, _, err = cli("run", suite, "--quiet", "--seeds", "1", "--methods", "retrain")
     assert code == 0, err
+    assert len(list((tmp_path / "results").rglob("*-seed1.json"))) == 2
 
 
 def test_dirtiness_is_read_from_a_real_checkout(tmp_path):
@@ -89,8 +102,7 @@ def test_dirtiness_is_read_from_a_real_checkout(tmp_path):
     space included); an edited code file makes it dirty, and writing its results/ is refused."""
     import subprocess
 
-    from bench.environment import check_publishable
-    from bench.errors import UserError
+    from bench.checkout import unpublishable
 
     git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,  # noqa: E731
                                     check=True, capture_output=True)
@@ -102,8 +114,9 @@ def test_dirtiness_is_read_from_a_real_checkout(tmp_path):
     git("commit", "-qm", "init")
     (tmp_path / "results" / "s" / "a.json").unlink()  # " D results/s/a.json": a leading space
     (tmp_path / "leaderboard.md").write_text("new")
-    check_publishable(tmp_path / "results", checkout=tmp_path)
+    assert unpublishable(tmp_path / "results", checkout=tmp_path) is None
     (tmp_path / "code.py").write_text("x = 2\n")
-    with pytest.raises(UserError, match=r"differs from commit \w+ \(code.py"):
-        check_publishable(tmp_path / "results", checkout=tmp_path)
-    check_publishable(tmp_path.parent / "elsewhere", checkout=tmp_path)  # outside the checkout: allowed
+    problem = unpublishable(tmp_path / "results", checkout=tmp_path)
+    assert problem is not None and problem.changed == "code.py" and problem.checkout == tmp_path.resolve()
+    assert re.fullmatch(r"the code differs from commit \w+ \(code.py and maybe more\)", str(problem))
+    assert unpublishable(tmp_path.parent / "elsewhere", checkout=tmp_path) is None  # outside the checkout

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from bench.policy import CPU
+
 from bench.spec import DatasetSpec
 from bench.data import (CIFAR10_CLASSES, Batcher, LoadOptions, RawDataset, Split, augment_batch,
                         load_dataset, make_splits)
@@ -55,7 +57,7 @@ def test_augmentation_crops_and_flips_a_whole_batch():
 
 def test_batcher_normalises_and_covers_every_example_once():
     split = Split(torch.full((10, 3, 2, 2), 255, dtype=torch.uint8), torch.arange(10), np.arange(10))
-    batcher = Batcher((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 3, torch.device("cpu"))
+    batcher = Batcher((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 3, CPU)
     batches = list(batcher.batches(split, 4, shuffle=True, generator=torch.Generator().manual_seed(1)))
     assert [len(y) for _, y in batches] == [4, 4, 2]
     assert sorted(torch.cat([y for _, y in batches]).tolist()) == list(range(10))

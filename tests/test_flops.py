@@ -28,11 +28,11 @@ def test_counted_flops_equal_a_whole_call_flop_counter(digits, name):
     entry = method_registry().get(name)
     config = fast_config(entry)
     _, cost, status, error = call_method(entry.fn, digits.original, digits.data.private_copy(), config,
-                                         digits.run.context(3, name))
+                                         digits.ws.context(3, name))
     assert status == "ok", error
     with FlopCounterMode(display=False) as whole:
         entry.fn(copy.deepcopy(digits.original),
-                 digits.data.private_copy(), config, digits.run.context(3, name))
+                 digits.data.private_copy(), config, digits.ws.context(3, name))
     assert cost["flops"] == whole.get_total_flops() > 0
 
 

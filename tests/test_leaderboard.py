@@ -35,6 +35,7 @@ def _tables(text: str) -> list[list[list[str]]]:
     return tables
 
 
+@pytest.mark.slow
 def test_every_table_is_at_most_ten_columns_and_the_headline_names_its_privacy_attack(board):
     tables = _tables(board)
     assert tables and all(len(t[0]) <= 10 for t in tables)
@@ -45,6 +46,7 @@ def test_every_table_is_at_most_ten_columns_and_the_headline_names_its_privacy_a
     assert "produced from commit" in board
 
 
+@pytest.mark.slow
 def test_the_trade_off_figures_exist_and_are_linked_above_the_table(board):
     section = board[board.index("## tiny"):]
     links = re.findall(r"\[([^\]]+)\]\(([^)]+\.png)\)", section[:section.index("| Rank")])

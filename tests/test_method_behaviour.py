@@ -12,7 +12,7 @@ from bench.suites import load_suite
 from bench.evaluate import accuracy, per_example_outputs
 from bench.methods_loader import method_registry
 from bench.progress import Progress
-from bench.runner import RunOptions, SuiteRun
+from bench.workspace import Folders, Workspace
 
 # Each method runs with the digits suite's settings for it; it must cut forget accuracy by at
 # least MIN_DROP points (retrain: to ~0) while losing at most RETAIN_MARGIN points of retain accuracy.
@@ -24,7 +24,7 @@ RETAIN_MARGIN = 10.0  # points of retain accuracy a method may lose against the 
 @pytest.fixture(scope="module")
 def problem(tmp_path_factory):
     root = tmp_path_factory.mktemp("behaviour")
-    run = SuiteRun(DIGITS, RunOptions(results_dir=root / "r", cache_dir=root / "c", progress=Progress(enabled=False)))
+    run = Workspace(DIGITS, Folders(results_dir=root / "r", cache_dir=root / "c", progress=Progress(enabled=False)))
     original, _ = run.original(0)
     class_forgetting = next(f for f in DIGITS.forget_sets if f.protocol == "class")
     data = run.unlearn_data(run.forget_set(class_forgetting))

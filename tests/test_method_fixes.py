@@ -62,7 +62,15 @@ def test_methods_declare_their_forget_protocols():
     from bench.methods_loader import method_registry
 
     for name in ("boundary_shrink", "bad_teacher", "ssd"):
-        assert method_registry().get(name).meta["protocols"] == ("class",)
-    assert "protocols" not in method_registry().get("finetune").meta  # default: random and class
+        assert method_registry().get(name).info.protocols == ("class",)
+    assert method_registry().get("finetune").info.protocols == ("random", "class")  # the default
     assert np.all([p in ("random", "class", "file") for e in method_registry().entries()
-                   for p in e.meta.get("protocols", ())])
+                   for p in e.info.protocols])
+
+
+def test_a_misspelled_declaration_is_refused_at_registration():
+    from bench.api import register_method
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match="unknown declaration 'protocol'. Did you mean 'protocols'"):
+        register_method("misspelled", protocol=("class",))

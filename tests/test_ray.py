@@ -35,6 +35,7 @@ def _records(results: Path) -> dict:
     return {Path(r["_file"]).relative_to(results).as_posix(): r for r in load_records(results)}
 
 
+@pytest.mark.slow
 def test_ray_gives_the_records_the_local_executor_gives(cli, tiny_suite, tmp_path, ray_instance):
     suite = tiny_suite(SUITE)
     common = ("run", suite, "--quiet")
@@ -90,6 +91,7 @@ def crash_once(model, data, cfg, ctx):
 '''
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_job_is_retried_and_every_record_is_whole(cli, tiny_suite, tmp_path, ray_instance,
                                                                       forget_plugins):
     marker = tmp_path / "killed.pid"
@@ -109,6 +111,7 @@ def test_a_worker_killed_mid_job_is_retried_and_every_record_is_whole(cli, tiny_
     assert not leftovers
 
 
+@pytest.mark.slow
 def test_a_killed_driver_resumes_on_ray_recomputing_nothing_that_finished(cli, tiny_suite, tmp_path, ray_instance):
     import os
     import signal
@@ -146,6 +149,7 @@ def test_an_unreachable_ray_address_is_one_line_at_once(cli, tiny_suite, tmp_pat
     assert code == 2 and "--ray-address works with --executor ray only" in err
 
 
+@pytest.mark.slow
 def test_tune_on_ray_asks_the_trials_tune_in_process_asks(cli, tiny_suite, tmp_path, ray_instance):
     """Trials run as Ray tasks (one in flight per study, all studies at once) and every study asks
     the same trials in the same order as in-process. (Which one wins may differ: a trial slower
@@ -174,16 +178,16 @@ def test_tune_on_ray_asks_the_trials_tune_in_process_asks(cli, tiny_suite, tmp_p
     assert {m: t["random-10pct"]["trials"] for m, t in tuned.items()} == {"finetune": 4, "ssd": 4}
 
 
+@pytest.mark.slow
 def test_jobs_ask_for_the_suites_resources_unless_the_command_line_says(tiny_suite, ray_instance):
     from types import SimpleNamespace
 
-    from bench.cli import _executor
-    from bench.executors import RunRequest
+    from bench.cli import _ray
+    from bench.worker import RunRequest
 
-    suite = tiny_suite(SUITE + "resources: {cpus: 2, gpus: 0}\n")
-    request = RunRequest(str(suite))
-    run = SimpleNamespace(suite=request.load()[0])
+    request = RunRequest(str(tiny_suite(SUITE + "resources: {cpus: 2, gpus: 0}\n")))
+    suite = request.load_suite()
     args = SimpleNamespace(executor="ray", ray_address=None, job_cpus=None, job_gpus=None)
-    assert (_executor(args, run, request).cpus, _executor(args, run, request).gpus) == (2, 0)
+    assert (_ray(args, request, suite).cpus, _ray(args, request, suite).gpus) == (2, 0)
     args.job_cpus = 1
-    assert _executor(args, run, request).cpus == 1
+    assert _ray(args, request, suite).cpus == 1

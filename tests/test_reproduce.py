@@ -31,6 +31,7 @@ def _edit(pattern: str, key: str, change) -> str:
     return "/".join(record.parts[-3:])
 
 
+@pytest.mark.slow
 def test_same_hardware_reproduces_exactly_and_any_difference_fails(cli, tiny_suite, tmp_path):
     suite = tiny_suite()
     assert cli("run", suite, "--quiet", "--cache-dir", "published-cache")[0] == 0
@@ -51,6 +52,20 @@ def test_same_hardware_reproduces_exactly_and_any_difference_fails(cli, tiny_sui
     assert "3 records: 2 exact, 0 within resolution, 0 within the seeds' spread, 1 differs" in out
 
 
+def test_one_method_and_seed_reproduce_exactly_on_the_same_hardware(cli, tiny_suite, tmp_path):
+    """The fast stand-in for the slow reproduce tests: one seed and one method (with original and
+    retrain, 3 records), rerun in-process, judged and their board compared."""
+    suite = tiny_suite()
+    subset = ("--seeds", "0", "--methods", "finetune")
+    assert cli("run", suite, "--quiet", *subset)[0] == 0
+    code, out, err = cli("reproduce", suite, "--quiet", *subset, "--scratch", tmp_path / "again")
+    assert code == 0, err
+    assert "tiny: 3 records: 3 exact, 0 within resolution, 0 within the seeds' spread, 0 differs" in out
+    assert "the published board's conclusions reproduced" in out and "DIFFERS" not in out
+    assert len(load_records(tmp_path / "again" / "results")) == 3
+
+
+@pytest.mark.slow
 def test_other_hardware_passes_within_resolution_or_spread_and_a_real_change_fails(cli, tiny_suite, tmp_path):
     suite = tiny_suite(THREE_SEEDS)
     assert cli("run", suite, "--quiet")[0] == 0
@@ -115,6 +130,7 @@ def test_an_attacks_setup_is_another_draw_on_other_hardware_and_must_match_on_th
     assert judge("mia.rmia.gamma", 1.0, 2.0, counts, [1.0, 1.0], (0.0, 20), 40, False, 0.0).level == "differs"
 
 
+@pytest.mark.slow
 def test_missing_unreadable_and_edited_published_files_fail(cli, tiny_suite, tmp_path):
     suite = tiny_suite()
     assert cli("run", suite, "--quiet")[0] == 0
@@ -165,6 +181,7 @@ def test_a_refused_reproduce_leaves_the_scratch_folder_as_it_was(cli, tiny_suite
     assert not (tmp_path / "new").exists() and list((tmp_path / "empty").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_every_tampered_field_of_a_publish_is_named(cli, tiny_suite, tmp_path):
     """Beside the numbers: the fingerprint (removed, it would buy other hardware's allowances), the
     FLOP count, the config, the forget set, the saved outputs and the board file itself."""

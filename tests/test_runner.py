@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench.store import load_outputs, load_records
 
@@ -139,15 +140,17 @@ def my_method(model, data, cfg, ctx):
     code, _, err = cli("run", tiny_suite(), "--quiet", "--plugin", plugin, "--methods", "my_method",
                        "--set", "my_method.lr=0.02", "--results", "added")
     assert code == 0, err
-    from bench.runner import ADDED
+    from bench.plan import ADDED
 
     mine = [r for r in load_records(Path("added")) if r["method"] == "my_method"]
-    assert len(mine) == 2 and {r["config_source"] for r in mine} == {ADDED}
+    assert len(mine) == 2 and {r["config_source"] for r in mine} == {f"{ADDED}; --set lr"}
+    assert {r["config_sources"]["lr"] for r in mine} == {"--set"}
     assert {r["method_config"]["lr"] for r in mine} == {0.02}
     assert {r["method"] for r in load_records(Path("added"))} == {"original", "retrain", "my_method"}
     assert "| my_method (added) " in Path("leaderboard.md").read_text()
 
 
+@pytest.mark.slow
 def test_leaderboard_is_regenerated_byte_for_byte(cli, tiny_suite):
     assert cli("run", tiny_suite(), "--quiet")[0] == 0
     first = Path("leaderboard.md").read_bytes()
@@ -176,6 +179,7 @@ def test_installed_packages_register_through_the_entry_point_group(monkeypatch, 
     sys.modules.pop("ub_ep_plugin", None)
 
 
+@pytest.mark.slow
 def test_reference_models_are_trained_once_and_shared(cli, tiny_suite, tmp_path):
     from conftest import TINY_SUITE
 

@@ -83,9 +83,59 @@ def test_spec_is_a_leaf():
     assert import_graph()["bench.spec"] == set()
 
 
-@pytest.mark.parametrize("module", ["bench/spec.py", "bench/suites.py", "bench/settings.py", "bench/runner.py", "bench/environment.py"])
-def test_modules_split_from_config_stay_small(module):
-    assert len((ROOT / module).read_text().splitlines()) <= 300
+# The intended import order, top to bottom: a module imports only from its own layer or below.
+LAYERS = [
+    ("command line", {"bench.__main__", "bench.cli", "bench.tools"}),
+    ("orchestration", {"bench.session", "bench.reproduction", "bench.worker", "bench.gpu_check", "bench.checks"}),
+    ("drivers: runner and tune", {"bench.runner", "bench.tune", "bench.rescore", "bench.jobs"}),
+    ("executors", {"bench.executors"}),
+    ("plan, workspace, scorer; reports", {"bench.plan", "bench.tuned", "bench.workspace", "bench.scorer",
+                                          "bench.suites", "bench.leaderboard", "bench.aggregate", "bench.conclusions",
+                                          "bench.figures", "bench.reproduce", "bench.reproduce_report",
+                                          "bench.integrity", "bench.statistics", "bench.speed"}),
+    ("methods, attacks, training, evaluation", {"methods", "methods.*", "bench.attacks", "bench.attacks.*", "bench.api",
+                                                 "bench.methods_loader", "bench.provenance", "bench.train",
+                                                 "bench.evaluate", "bench.execute", "bench.flops", "bench.cost",
+                                                 "bench.references", "bench.unlearned_references"}),
+    ("data, models, store", {"bench.data", "bench.models", "bench.store", "bench.forget", "bench.files",
+                             "bench.environment", "bench.checkout", "bench.policy", "bench.progress",
+                             "bench.metrics", "bench.settings", "bench.image_folder"}),
+    ("spec, registry", {"bench", "bench.spec", "bench.registry", "bench.errors"}),
+]
+
+
+def layer_of(module: str) -> int | None:
+    for i, (_, members) in enumerate(LAYERS):
+        if module in members or any(m.endswith(".*") and module.startswith(m[:-1]) for m in members):
+            return i
+    return None
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in import_graph() if layer_of(m) is None] == []
+
+
+def test_imports_point_down_the_layers():
+    """cli -> orchestration -> runner/tune -> executors -> plan/workspace/scorer -> methods/attacks/train/
+    evaluate -> data/models/store -> spec/registry: no module imports one from a layer above it."""
+    upward = [f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
+              for m, targets in sorted(import_graph().items()) for t in sorted(targets)
+              if layer_of(t) is not None and layer_of(t) < layer_of(m)]
+    assert upward == []
+
+
+def test_executors_know_neither_the_runner_nor_tune():
+    assert import_graph()["bench.executors"] <= {"bench", "bench.errors"}
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert layer_of("bench.executors") > layer_of("bench.runner") > layer_of("bench.cli")
+    assert layer_of("methods.finetune") == layer_of("bench.train") > layer_of("bench.workspace")
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")))
+def test_every_module_stays_small(path):
+    assert len((ROOT / path).read_text().splitlines()) <= 300
 
 
 def test_a_context_closing_over_the_runner_would_expose_the_test_split(tmp_path):
@@ -94,7 +144,7 @@ def test_a_context_closing_over_the_runner_would_expose_the_test_split(tmp_path)
     from bench.checks import _reachable_tensor_ids, problem
 
     p = problem(tmp_path)
-    run = p.run
+    run = p.ws
     test_ptrs = {run.test.x.untyped_storage().data_ptr()}
     ctx = run.context(0, "x")
     assert not _reachable_tensor_ids([ctx]) & test_ptrs
@@ -103,7 +153,7 @@ def test_a_context_closing_over_the_runner_would_expose_the_test_split(tmp_path)
 
 
 def test_only_code_makes_a_tree_dirty():
-    from bench.environment import code_is_dirty
+    from bench.checkout import code_is_dirty
 
     assert not code_is_dirty("?? results/.unlearn-bench.lock\n M leaderboard.md\n?? results/digits/\n")
     assert code_is_dirty(" M bench/train.py\n?? results/digits/\n")

@@ -50,7 +50,8 @@ def test_bad_suite_names_file_key_and_fix(tiny_suite, change, message):
 def test_overrides_are_type_checked(tiny_suite):
     path = tiny_suite()
     suite = load_suite(str(path), parse_overrides(["finetune.lr=0.01", "recipe.epochs=2"]))
-    assert suite.method_config("finetune").lr == 0.01 and suite.recipe.epochs == 2
+    assert suite.method_overrides == {"finetune": {"lr": 0.01}} and suite.recipe.epochs == 2
+    assert suite.method_config("finetune").lr != 0.01  # applied once, when the plan is resolved (bench.plan)
     with pytest.raises(UserError, match="finetune.lr: expected a number"):
         load_suite(str(path), parse_overrides(["finetune.lr=fast"]))
     with pytest.raises(UserError, match="unknown key 'lrr'. Did you mean 'lr'"):

@@ -15,20 +15,40 @@ For unlearning the ideal value of every attack is its value against the same-see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from bench.registry import Registry
 from bench.spec import AttackSettings
 
-attack_registry = Registry("attack")
+
+@dataclass(frozen=True)
+class AttackInfo:
+    """What an attack declares where it is registered."""
+
+    label: str  # its name in tables
+    strength: int  # 4 U-LiRA, 3 LiRA, 2 RMIA, 1 population attacks, 0 a score that is not an attack's ROC
+    resolution: dict = field(default_factory=dict)  # {metric: bench.metrics.Resolution} overriding bench.metrics
+    needs_references: bool = False  # reads `AttackInput.references` (LiRA's reference models)
+    needs_unlearned_references: bool = False  # reads `AttackInput.unlearned` (U-LiRA's unlearned references)
+
+
+attack_registry = Registry("attack", AttackInfo)
 register_attack = attack_registry.register
 FPR_POINTS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
 
 
 @dataclass(frozen=True)
 class AttackInput:
+    """What an attack reads: a run's per-example outputs, never a model.
+
+    `outputs[split]` for split in forget, retain, val, test is a dict of arrays of one length per
+    split (`bench.evaluate.per_example_outputs`): loss float32 (nats), conf and conf_mirror float32
+    (logit-scaled confidence), pred and label int16, index int32 and key int64 (the example's id in
+    the reference models' outputs). An attack returns `AttackResult`: metrics (fractions in [0, 1]
+    unless named otherwise) and float32 membership scores, one per member and non-member."""
+
     outputs: dict  # {"forget": {"loss": ..., "conf": ..., "label": ..., "key": ...}, "retain", "val", "test"}
     settings: AttackSettings
     seed: int = 0  # the run's seed: every subsample an attack draws comes from it

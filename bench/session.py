@@ -1,0 +1,47 @@
+"""From checked command-line choices to a workspace and its resolved plan, in the driver.
+
+`open_session` imports the plugins, reads the suite once, reads and checks `tuned.yaml`,
+builds the workspace, materialises the forget sets and resolves the plan (`bench.plan`): all
+of it before anything is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.plan import Choices, Plan, make_plan
+from bench.progress import Progress
+from bench.tuned import TUNED_FILE, tuned_configs
+from bench.worker import RunRequest
+from bench.workspace import Workspace
+
+@dataclass
+class Session:
+    request: RunRequest
+    ws: Workspace
+    plan: Plan
+
+
+def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bool = False,
+                 threads: int | None = None, suite=None) -> Session:
+    """The driver's workspace and plan. `tuned`: "auto" (use <results>/<suite>/tuned.yaml when it
+    exists), "require" (`--tuned`: refuse without it) or "off". Raises UserError before anything
+    is written when a choice does not fit the suite. `suite`: the request's, if loaded already."""
+    suite = suite or request.load_suite()
+    for seed in seeds or []:
+        if seed not in suite.seeds:
+            raise UserError(f"--seeds {seed}: not a seed of suite '{suite.name}' ({list(suite.seeds)}).")
+    tuned_file = Path(request.results_dir) / suite.name / TUNED_FILE
+    if tuned == "require" and not tuned_file.is_file():
+        raise UserError(f"--tuned: '{tuned_file}' does not exist; run `unlearn-bench tune {suite.name}` first.")
+    configs = tuned_configs(suite, tuned_file, [m for m, _ in suite.methods]) if tuned != "off" else {}
+    choices = Choices(request.methods or None, tuple(seeds) if seeds else None, configs,
+                      str(tuned_file))
+    ws = request.workspace(Progress(enabled=not quiet), threads, suite)
+    plan = make_plan(suite, [ws.forget_set(spec) for spec in suite.forget_sets], choices, ws.policy.key())
+    for line in plan.notices:
+        print(f"unlearn-bench: {line}", file=sys.stderr)
+    return Session(request, ws, plan)

@@ -1,0 +1,135 @@
+"""`tuned.yaml`: what `unlearn-bench tune` chose, read back checked before anything runs.
+
+One entry per method and forget set:
+
+    finetune:
+      random-10pct:
+        values: {lr: 0.0123, epochs: 4}   # the chosen point of the method's search space
+        trials: 30                        # finished trials (complete or pruned)
+        best_objective: 0.42              # mean |method - retrain| in points on validation data
+        tuning_gflops: 12.3               # what the trials cost
+        made_for: {suite: ..., forget_set: ..., tuning_seed: ..., code: ..., search_space: ...}
+
+`made_for` names what the choice is valid for: the suite's data, model, recipe and evaluation
+(`Suite.suite_hash`), the forget set's description, the tuning seed, the code that makes the
+method's runs (`bench.provenance.run_code`) and the method's search space. An entry made for
+anything else is stale and refused, as is one whose types, ranges or search space do not hold:
+each with one line naming the entry, and `unlearn-bench tune` as the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bench.errors import UserError
+from bench.methods_loader import method_registry
+from bench.provenance import run_code
+from bench.registry import did_you_mean
+from bench.settings import build_dataclass
+from bench.spec import ForgetSpec, Suite, search_space, stable_hash
+
+TUNED_FILE = "tuned.yaml"
+ENTRY_KEYS = ("values", "trials", "best_objective", "tuning_gflops", "note", "made_for")
+MADE_FOR = {"suite": "suite data, model, recipe or evaluation", "forget_set": "forget set",
+            "tuning_seed": "tuning seed", "code": "method or training code", "search_space": "search space"}
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """One checked tuned.yaml entry: the chosen values (a subset of the search space's fields)."""
+
+    values: dict
+    trials: int
+
+
+def made_for(suite: Suite, spec: ForgetSpec, method: str) -> dict:
+    """What a tuning of `method` on forget set `spec` is valid for (see the module docstring)."""
+    entry = method_registry().get(method)
+    return {"suite": suite.suite_hash, "forget_set": stable_hash(spec), "tuning_seed": suite.tuning.seed,
+            "code": stable_hash(run_code(method)), "search_space": stable_hash(search_space(entry.config))}
+
+
+def read_tuned(path: Path) -> dict:
+    """tuned.yaml as a mapping ({} when there is none); not YAML, or not a mapping: UserError."""
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"'{path}' is not valid YAML ({' '.join(str(e).split())}); delete it and run "
+                        "`unlearn-bench tune` again.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"'{path}' is not a tuned-configs file (a mapping of methods); delete it and run "
+                        "`unlearn-bench tune` again.")
+    return data
+
+
+def tuned_configs(suite: Suite, path: Path, methods) -> dict[tuple[str, str], Tuned]:
+    """{(method, forget set): Tuned} for `methods` on the suite's forget sets, every entry checked.
+
+    A method or forget set without an entry, or an entry without values (nothing to tune, no
+    feasible trial), has no tuned config. Raises UserError (one line) for a broken or stale entry."""
+    data, out = read_tuned(path), {}
+    for method in methods:
+        per_method = data.get(method)
+        if per_method is None:
+            continue
+        if not isinstance(per_method, dict):
+            _refuse(suite, f"{path}: {method}", f"expected a mapping of forget sets to entries, got "
+                                                 f"{type(per_method).__name__}")
+        for spec in suite.forget_sets:
+            raw = per_method.get(spec.display_name)
+            if raw is not None:
+                where = f"{path}: {method}.{spec.display_name}"
+                try:
+                    tuned = _checked(raw, made_for(suite, spec, method), method)
+                except ValueError as e:
+                    _refuse(suite, where, str(e))
+                if tuned.values:
+                    out[(method, spec.display_name)] = tuned
+    return out
+
+
+def _refuse(suite: Suite, where: str, problem: str):
+    raise UserError(f"{where}: {problem.rstrip('.')}; run `unlearn-bench tune {suite.name}` to tune again.")
+
+
+def _checked(raw, expected: dict, method: str) -> Tuned:
+    """The entry as Tuned; ValueError saying what is wrong with it."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a mapping (values, trials, made_for), got {type(raw).__name__}")
+    for key in ("made_for", "values", "trials"):
+        if key not in raw:
+            raise ValueError(f"no '{key}'" + (" (made before entries said what they were tuned for)"
+                                              if key == "made_for" else ""))
+    for key in raw:
+        if key not in ENTRY_KEYS:
+            raise ValueError(f"unknown key '{key}'.{did_you_mean(str(key), list(ENTRY_KEYS))}")
+    trials, values, made = raw["trials"], raw["values"], raw["made_for"]
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 0:
+        raise ValueError(f"trials: expected a whole number of trials, got {trials!r}")
+    for key, value in (("values", values), ("made_for", made)):
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+    for key, what in MADE_FOR.items():
+        if made.get(key) != expected[key]:
+            raise ValueError(f"stale: tuned for another {what} than the suite and code now have")
+    entry = method_registry().get(method)
+    space = search_space(entry.config)
+    for key in values:
+        if key not in space:
+            raise ValueError(f"values.{key}: not a tuned hyperparameter of {method} (its search space: "
+                             f"{', '.join(space) or 'none'})")
+    try:
+        config = build_dataclass(entry.config, values, "values")  # types and the fields' declared ranges
+    except UserError as e:
+        raise ValueError(str(e)) from None
+    for key in values:
+        value = getattr(config, key)
+        if not space[key].contains(value) or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"values.{key}: {value!r} is outside the search space ({space[key].describe()})")
+    return Tuned({k: getattr(config, k) for k in values}, trials)

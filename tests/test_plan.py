@@ -1,0 +1,148 @@
+"""The plan, resolved once: --set over tuned.yaml over the suite over the defaults, with sources in
+the record; every broken or stale tuned.yaml entry refused in one line; contradictory forget sets."""
+
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.store import load_records
+from bench.suites import load_suite
+from bench.tuned import made_for
+
+ENTRY = ("finetune", "random-10pct")
+
+
+def _tuned_file(suite_path, **changes) -> Path:
+    """results/tiny/tuned.yaml with one valid entry for finetune on random-10pct, then `changes`."""
+    suite = load_suite(str(suite_path))
+    entry = {"values": {"lr": 0.01}, "trials": 5, "best_objective": 0.5, "tuning_gflops": 0.1,
+             "made_for": made_for(suite, suite.forget_sets[0], "finetune")}
+    entry.update(changes)
+    path = Path("results") / "tiny" / "tuned.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"finetune": {"random-10pct": entry}}))
+    return path
+
+
+def _finetune(results="results") -> dict:
+    (record,) = [r for r in load_records(Path(results)) if r["method"] == "finetune"]
+    return record
+
+
+def test_set_wins_over_tuned_yaml_and_says_so(cli, tiny_suite):
+    suite = tiny_suite()
+    _tuned_file(suite)
+    run = ("run", suite, "--quiet", "--seeds", "0", "--methods", "finetune", "--no-leaderboard")
+    code, _, err = cli(*run, "--results", "results")
+    assert code == 0, err
+    tuned = _finetune()
+    assert tuned["method_config"]["lr"] == 0.01 and tuned["method_config"]["epochs"] == 1  # tuned, suite
+    assert tuned["config_source"] == "tuned (5 trials)"
+    assert tuned["config_sources"] == {"lr": "tuned", "epochs": "suite", "batch_size": "suite",
+                                       "momentum": "default", "weight_decay": "default", "augment": "default"}
+
+    (Path("set") / "tiny").mkdir(parents=True)
+    Path("set/tiny/tuned.yaml").write_text(Path("results/tiny/tuned.yaml").read_text())
+    code, _, err = cli(*run, "--results", "set", "--set", "finetune.lr=0.02", "--set", "finetune.epochs=2")
+    assert code == 0, err
+    assert err.strip().splitlines() == ["unlearn-bench: --set finetune.lr=0.02 overrides the tuned value 0.01 "
+                                        "(set/tiny/tuned.yaml, random-10pct)"]
+    over = _finetune("set")
+    assert over["method_config"]["lr"] == 0.02 and over["method_config"]["epochs"] == 2
+    assert over["config_source"] == "tuned (5 trials); --set epochs, lr"
+    assert over["config_sources"]["lr"] == "--set" and over["config_sources"]["epochs"] == "--set"
+    assert over["config_hash"] != tuned["config_hash"]
+
+
+def _bad(**changes):
+    return changes
+
+
+@pytest.mark.parametrize("changes, message", [
+    (_bad(values={"lr": 5.0}), "values.lr: 5.0 is outside the search space (log-uniform 0.001 to 0.3)"),
+    (_bad(values={"lr": "fast"}), "values.lr: expected a number, got 'fast'"),
+    (_bad(values={"momentum": 0.5}), "values.momentum: not a tuned hyperparameter of finetune"),
+    (_bad(values=[0.01]), "values: expected a mapping"),
+    (_bad(trials="many"), "trials: expected a whole number of trials, got 'many'"),
+    (_bad(trials=None), "trials: expected a whole number of trials, got None"),
+    (_bad(made_for=None), "made_for: expected a mapping"),
+    (_bad(extra=1), "unknown key 'extra'"),
+])
+def test_a_broken_tuned_entry_is_one_line(cli, tiny_suite, changes, message):
+    suite = tiny_suite()
+    _tuned_file(suite, **changes)
+    code, out, err = cli("run", suite, "--quiet", "--results", "results")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"tuned.yaml: finetune.random-10pct: {message}" in err
+    assert "run `unlearn-bench tune tiny` to tune again." in err
+    assert load_records(Path("results")) == []
+
+
+@pytest.mark.parametrize("field, what", [("suite", "suite data, model, recipe or evaluation"),
+                                         ("forget_set", "forget set"), ("tuning_seed", "tuning seed"),
+                                         ("code", "method or training code"), ("search_space", "search space")])
+def test_a_stale_tuned_entry_is_refused(cli, tiny_suite, field, what):
+    suite = tiny_suite()
+    made = made_for(load_suite(str(suite)), load_suite(str(suite)).forget_sets[0], "finetune")
+    _tuned_file(suite, made_for={**made, field: "something else"})
+    code, _, err = cli("run", suite, "--quiet", "--results", "results")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"finetune.random-10pct: stale: tuned for another {what} than the suite and code now have; " \
+           "run `unlearn-bench tune tiny` to tune again." in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("finetune: [1, 2]\n", "finetune: expected a mapping of forget sets to entries, got list"),
+    ("finetune: {random-10pct: [1]}\n", "finetune.random-10pct: expected a mapping (values, trials, made_for)"),
+    ("finetune: {random-10pct: {values: {lr: 0.01}, made_for: {}}}\n", "finetune.random-10pct: no 'trials'"),
+    ("finetune: {random-10pct: {values: {lr: 0.01}, trials: 3}}\n",
+     "no 'made_for' (made before entries said what they were tuned for)"),
+    ("[1, 2]\n", "is not a tuned-configs file"),
+    ("finetune: {random-10pct: {values: [}\n", "is not valid YAML"),
+])
+def test_a_tuned_file_of_the_wrong_shape_is_one_line(cli, tiny_suite, text, message):
+    suite = tiny_suite()
+    path = Path("results/tiny/tuned.yaml")
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    code, _, err = cli("run", suite, "--quiet", "--results", "results")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert message in err and "unlearn-bench tune" in err
+
+
+def test_tuned_insists_on_a_tuned_file(cli, tiny_suite):
+    code, _, err = cli("run", tiny_suite(), "--quiet", "--tuned", "--results", "results")
+    assert code == 2 and "--tuned: 'results/tiny/tuned.yaml' does not exist; run `unlearn-bench tune tiny` first." in err
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{protocol: random, fraction: 0.1, label: 3}", "protocol 'random' does not take 'label' (it is class's)"),
+    ("{protocol: class, label: 3, fraction: 0.1}", "protocol 'class' does not take 'fraction' (it is random's)"),
+    ("{protocol: file, path: f.npy, label: 3}", "protocol 'file' does not take 'label'"),
+])
+def test_contradictory_forget_specs_are_refused(cli, tiny_suite, spec, message):
+    from conftest import TINY_SUITE
+
+    text = TINY_SUITE.replace("  - {protocol: random, fraction: 0.1}", f"  - {spec}")
+    code, _, err = cli("run", tiny_suite(text), "--quiet", "--results", "results")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_plan_is_resolved_once_and_travels_as_data(tiny_suite, tmp_path):
+    from bench.jobs import job_graph
+    from bench.session import open_session
+    from bench.worker import RunRequest
+
+    request = RunRequest(str(tiny_suite()), {"finetune": {"lr": 0.02}}, results_dir=str(tmp_path / "r"),
+                         cache_dir=str(tmp_path / "c"))
+    s = open_session(request, quiet=True, tuned="off")
+    assert [(r.method, r.seed) for r in s.plan.runs] == [(m, seed) for m in ("original", "retrain", "finetune",
+                                                                             "gradient_ascent") for seed in (0, 1)]
+    jobs = job_graph(s.ws, list(s.plan.runs))
+    runs = [j for j in jobs if j.kind == "run"]
+    assert all(j.payload is r for j, r in zip(runs, s.plan.runs))  # the specs themselves, not names to look up
+    again = pickle.loads(pickle.dumps(runs[4].payload))
+    assert again.key == runs[4].key and again.config.lr == 0.02 and again.identity == runs[4].payload.identity
+    assert again.identity["device_policy"] == s.ws.policy.key()
