@@ -42,7 +42,9 @@ class ReferencePlan:
     target_size: int  # the target model's training-set size, which the references match
     recipe: Recipe
     eval_batch: int
-    folder: Path  # cache folder; its name hashes everything above
+    folder: Path  # cache folder; its name hashes everything above, the code and the device policy
+    seed: int  # the references' draws (who trains on what, initialisations): fixed by the pool, K and
+    #            n_in, not by the code, so a change of code or policy retrains them but does not redraw them
 
 
 @dataclass(frozen=True)
@@ -83,21 +85,23 @@ def balanced_keep(k: int, n: int, seed: int, n_in: int | None = None) -> np.ndar
     return np.random.default_rng(seed).uniform(size=(k, n)).argsort(0) < n_in
 
 
-def plan_folder(cache_dir: Path, shaping: list, keys: np.ndarray, k: int, n_in: int) -> Path:
-    """The cache folder of a plan: a hash of what shapes the models, the exact pool, K and n_in."""
+def plan_folder(cache_dir: Path, shaping: list, keys: np.ndarray, k: int, n_in: int) -> tuple[Path, int]:
+    """(cache folder, draw seed) of a plan: the folder hashes what shapes the models, the exact pool, K
+    and n_in; the seed only the pool, K and n_in (`ReferencePlan.seed`)."""
     keys_sha = hashlib.sha256(np.ascontiguousarray(keys, np.int64).tobytes()).hexdigest()
-    return cache_dir / "references" / stable_hash([*shaping, keys_sha, k, n_in])
+    return cache_dir / "references" / stable_hash([*shaping, keys_sha, k, n_in]), derive_seed("references", keys_sha,
+                                                                                             k, n_in)
 
 
 def _keep(plan: ReferencePlan) -> np.ndarray:
-    return balanced_keep(plan.k, len(plan.keys), seed=derive_seed(plan.folder.name, "keep"), n_in=plan.n_in)
+    return balanced_keep(plan.k, len(plan.keys), seed=derive_seed(plan.seed, "keep"), n_in=plan.n_in)
 
 
 def train_reference(plan: ReferencePlan, i: int, make_context: Callable, announce: Callable[[str], None]):
     """Train reference model i on its part of the pool; save its weights and outputs."""
     keep = _keep(plan)
     announce(f"reference model {i + 1}/{plan.k} (training)")
-    ctx = make_context(derive_seed(plan.folder.name, i), f"reference model {i + 1}/{plan.k}")
+    ctx = make_context(derive_seed(plan.seed, i), f"reference model {i + 1}/{plan.k}")
     model = ctx.new_model()
     with measure(ctx.device) as cost:
         train_from_scratch(model, plan.pool.subset(np.flatnonzero(keep[i])), plan.recipe, ctx)

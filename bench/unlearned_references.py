@@ -73,22 +73,23 @@ def unlearned_references(refs: References, plan: ReferencePlan, method: str, fn,
                          num_classes: int) -> UnlearnedReferences:
     """Unlearn the first `k_u` references with `fn` (None: `original`, never unlearned)."""
     rows = refs.rows(keys)
-    tag = stable_hash([method, to_jsonable(config) if config is not None else {}, code, forget_sha, k_u,
-                       keys.tobytes().hex(), code_hash("bench.unlearned_references")])
+    what = [method, to_jsonable(config) if config is not None else {}, forget_sha, k_u, keys.tobytes().hex()]
+    tag = stable_hash([*what, code, code_hash("bench.unlearned_references")])  # the cache key: code too
+    draw = stable_hash([plan.seed, *what])  # the random draws: fixed by what is unlearned, not by the code
     folder = plan.folder / "ulira"
     parts = []
     for i in range(k_u):
         path = folder / f"{method}-{tag}-ref{i}.npz"
         part = read_checked(path, read_npz, f"{tag}/{i}")
         if part is None:
-            forget_rows = reference_forget_rows(refs, plan, i, rows, forget_size, forget_label, derive_seed(tag, i))
+            forget_rows = reference_forget_rows(refs, plan, i, rows, forget_size, forget_label, derive_seed(draw, i))
             trained = np.flatnonzero(refs.keep[i])
             data = UnlearnData(plan.pool.subset(forget_rows), plan.pool.subset(np.setdiff1d(trained, forget_rows)),
                                plan.population, num_classes)
             label = f"U-LiRA reference {i + 1}/{k_u}: {method}"
             announce(label)
             model = reference_model(plan, i, make_context, announce)
-            ctx = make_context(derive_seed(tag, i), label)
+            ctx = make_context(derive_seed(draw, i), label)
             if fn is None:  # the reference row: trained, never unlearned
                 status, error, cost = "ok", None, {"wall_s": 0.0}
             else:

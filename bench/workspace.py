@@ -189,9 +189,9 @@ class Workspace:
         n_in = reference_count(k, len(pool), len(keys))
         s = self.suite
         code = code_hash(*TRAINING, *EVALUATION, "bench.references")
-        folder = plan_folder(self.folders.cache_dir, [s.dataset, self.raw.source, s.model, s.recipe, s.eval, code,
+        folder, seed = plan_folder(self.folders.cache_dir, [s.dataset, self.raw.source, s.model, s.recipe, s.eval, code,
                                                       self.policy.key()], keys, k, n_in)
-        return ReferencePlan(split, keys, self.val, k, n_in, len(pool), s.recipe, s.eval.batch_size, folder)
+        return ReferencePlan(split, keys, self.val, k, n_in, len(pool), s.recipe, s.eval.batch_size, folder, seed)
 
     def references(self) -> References | None:
         """The suite's reference models, trained on first use, if an attack needs them."""

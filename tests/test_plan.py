@@ -146,3 +146,19 @@ def test_a_plan_is_resolved_once_and_travels_as_data(tiny_suite, tmp_path):
     again = pickle.loads(pickle.dumps(runs[4].payload))
     assert again.key == runs[4].key and again.config.lr == 0.02 and again.identity == runs[4].payload.identity
     assert again.identity["device_policy"] == s.ws.policy.key()
+
+
+def test_reference_draws_follow_the_pool_not_the_code(tmp_path, monkeypatch):
+    """Editing the code retrains the reference models (new cache folder) but draws them the same:
+    who trains on what, and their seeds, so LiRA's numbers do not move with unrelated edits."""
+    import bench.workspace as workspace
+    from bench.checks import problem
+    from bench.references import _keep
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    before = problem(tmp_path / "a").ws.reference_plan()
+    monkeypatch.setattr(workspace, "code_hash", lambda *modules: "edited-code")
+    after = problem(tmp_path / "b").ws.reference_plan()
+    assert before.folder.name != after.folder.name
+    assert before.seed == after.seed and (_keep(before) == _keep(after)).all()
