@@ -19,11 +19,6 @@ from bench.statistics import mean_ci, rank_intervals, ranks
 REFERENCE_METHODS = ("original", "retrain")
 
 
-def utility(record: dict, class_forgetting: bool) -> dict[str, float]:
-    """A record's accuracies and simple MIA in % (`bench.metrics.per_record`)."""
-    return per_record(record, class_forgetting)
-
-
 def retrain_by_seed(records: list[dict]) -> dict[int, dict]:
     """The retrain reference of each seed in one section: its first `ok` record by config hash.
     Every number of the section compares against this one choice."""
@@ -88,7 +83,7 @@ def _per_seed(ok: list[dict], retrain: dict[int, dict], value) -> dict[int, floa
 
 def _mean_abs_gap(keys, class_forgetting):
     def gap(run, ref):
-        a, b = utility(run, class_forgetting), utility(ref, class_forgetting)
+        a, b = per_record(run, class_forgetting), per_record(ref, class_forgetting)
         shared = [k for k in keys if k in a and k in b]
         return float(np.mean([abs(a[k] - b[k]) for k in shared])) if shared else None
     return gap
@@ -129,7 +124,7 @@ def section_rows(records: list[dict]) -> list[dict]:
         first = runs[0]
         row = {"suite": first["suite"], "forget_set": first["forget_set"]["name"], "method": name,
                "runs": dict(sorted(statuses.items(), key=lambda kv: (kv[0] != "ok", kv[0]))), "n": len(ok)}
-        values = [utility(r, class_forgetting) for r in ok]
+        values = [per_record(r, class_forgetting) for r in ok]
         for key in sorted({k for v in values for k in v}):
             _stats(row, key, [v[key] for v in values if key in v])
         by_seed = _per_seed(ok, retrain, _mean_abs_gap(gap_keys("avg_gap", class_forgetting), class_forgetting))

@@ -35,8 +35,12 @@ def reproduce(request, board: Path, seeds=None, scratch: Path | None = None, tol
         raise UserError(f"--tolerance {tolerance:g}: give 0 (exact) or a positive, finite difference.")
     published_dir = Path(request.results_dir)
     from bench.suites import load_suite
+    from bench.tuned import tuned_configs
 
-    name = load_suite(request.suite).name
+    suite = load_suite(request.suite)
+    name = suite.name
+    # the rerun uses the published tuned configs: a broken or stale entry is named where it is published
+    tuned_configs(suite, published_dir / name / TUNED_FILE, [m for m, _ in suite.methods])
     methods = request.methods
     chosen = None if not methods else {"original", "retrain", *methods}
     unreadable: list[str] = []
