@@ -17,10 +17,20 @@ LOCAL_RESULTS = "local-results"  # beside results/ in a checkout; git-ignored
 
 
 def code_is_dirty(porcelain: str) -> bool:
-    """True when files other than the published results (results/, leaderboard.md) differ from the
-    commit: the code that made a record is then not the commit it names."""
-    paths = [line[3:].strip('"') for line in porcelain.splitlines() if line.strip()]
-    return any(not (p.startswith("results/") or p == "results" or p == "leaderboard.md") for p in paths)
+    """True when code differs from the commit (`git status --porcelain` lines): a tracked file other
+    than the published results (results/, leaderboard.md) changed, or an untracked file that is
+    code (a `.py` file, or anything under bench/ or methods/) exists. The code that made a record is
+    then not the commit it names. Other untracked files (a results folder of one's own, a suite
+    file) are not code."""
+    for line in porcelain.splitlines():
+        if not line.strip():
+            continue
+        path = line[3:].strip('"')
+        if path.startswith("results/") or path in ("results", "leaderboard.md"):
+            continue
+        if not line.startswith("??") or path.endswith(".py") or path.startswith(("bench/", "methods/")):
+            return True
+    return False
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -58,13 +68,18 @@ def unpublishable(results_dir: Path, checkout: Path | None = None) -> Unpublisha
     return Unpublishable(Path(top), git("rev-parse", "--short", "HEAD", cwd=checkout), first)
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """The first existing part of `folder` (itself or a parent) that is a file, not a folder, if any."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
 def results_folder(given: Path | None, allow_dirty: bool) -> Path:
     """Where a writing command's records go: `given` (--results), default `results`; with
     uncommitted code changes the default becomes <checkout>/local-results/results (said in one
     line on stderr), and a given folder inside the checkout is refused unless --allow-dirty."""
     results = given or Path("results")
     problem = None if allow_dirty else unpublishable(results)
-    if problem is None:
+    if problem is None or Path(results).resolve().is_relative_to((problem.checkout / LOCAL_RESULTS).resolve()):
         return results
     if given is not None:
         raise UserError(f"{problem}, and '{given}' is inside the checkout, where published results live; commit "

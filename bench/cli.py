@@ -8,10 +8,12 @@ does beyond checking its arguments lives in the modules it calls (`bench.session
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
 
+from bench.checkout import file_in_the_way
 from bench.errors import UserError
 from bench.files import ResultsLock
 
@@ -62,10 +64,17 @@ EXECUTOR = _parent(
                                                      "small jobs (default: the suite's resources.gpus)"))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad command line told in one line (and where to read the options), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="unlearn-bench", description="Benchmark machine-unlearning methods: run suites, build the leaderboard.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     command = lambda name, parents, help: sub.add_parser(name, parents=parents, help=help)  # noqa: E731
 
     run = command("run", [SUITE, PATHS, WRITES, METHODS, SEEDS, SET, EXECUTOR],
@@ -103,18 +112,22 @@ def _board(args, results: Path) -> Path:
 
 def _check(args, results: Path) -> None:
     """Paths, devices and executor options that cannot work end the command before anything is read."""
-    if results.exists() and not results.is_dir():
-        raise UserError(f"--results '{results}' is a file, not a folder; pass a folder.")
-    if _board(args, results).is_dir():
-        raise UserError(f"--leaderboard '{args.leaderboard}' is a folder; pass a file name such as "
-                        f"{_board(args, results) / 'leaderboard.md'}.")
+    board = _board(args, results)
+    for flag, folder in (("--results", results), ("--cache-dir", getattr(args, "cache_dir", None)),
+                         ("--leaderboard", board.parent)):
+        if folder is not None and (blocker := file_in_the_way(folder)) is not None:
+            raise UserError(f"{flag} '{folder}': '{blocker}' is a file, not a folder; pass a folder.")
+    if board.is_dir():
+        raise UserError(f"--leaderboard '{board}' is a folder; pass a file name such as {board / 'leaderboard.md'}.")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", getattr(args, "device", "auto")):
         raise UserError(f"--device '{args.device}': use auto, cpu, cuda or cuda:N.")
     if getattr(args, "executor", "local") != "ray" and getattr(args, "ray_address", None):
         raise UserError("--ray-address works with --executor ray only; add --executor ray.")
     cpus, gpus = getattr(args, "job_cpus", None), getattr(args, "job_gpus", None)
-    if (cpus is not None and cpus <= 0) or (gpus is not None and gpus < 0):
-        raise UserError(f"--job-cpus {cpus} --job-gpus {gpus}: give more than 0 CPUs and 0 or more GPUs per job.")
+    if cpus is not None and not (math.isfinite(cpus) and cpus > 0):
+        raise UserError(f"--job-cpus {cpus:g}: give a finite number of CPUs per job, more than 0.")
+    if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):
+        raise UserError(f"--job-gpus {gpus:g}: give a finite number of GPUs per job, 0 or more.")
 
 
 def _request(args, results: Path, tuning: bool = False):
@@ -231,7 +244,8 @@ def cmd_tune(args) -> int:
             for forget_set, t in tuned[m].items():
                 print(f"{m:<16} {forget_set:<14} {t['trials']} trials, best objective {t['best_objective']}, "
                       f"{t['tuning_gflops']} GFLOPs{'  (' + t['note'] + ')' if t.get('note') else ''}")
-        print(f"tuned configs: {path}; `unlearn-bench run {s.ws.suite.name}` runs them")
+        again = f"unlearn-bench run {args.suite}" + (f" --results {results}" if args.results else "")
+        print(f"tuned configs: {path}; `{again}` runs them")
     return 0
 
 
@@ -247,6 +261,8 @@ def cmd_reproduce(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     results = args.results or Path("results")
+    if results.is_file():
+        raise UserError(f"--results '{results}' is a file, not a folder; pass the results folder.")
     if not results.is_dir():
         raise UserError(f"results folder '{results}' does not exist; run `unlearn-bench run` first or pass --results.")
     _check(args, results)

@@ -27,7 +27,7 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available on this machine; use --device cpu.")
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu.")
     return device
 
 

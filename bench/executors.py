@@ -87,6 +87,11 @@ class RayExecutor:
             except ConnectionError as e:
                 raise UserError(f"--ray-address {address}: no Ray cluster there ({e}); start one with "
                                 "`ray start --head` or leave out --ray-address for a local instance.") from None
+        total = ray.cluster_resources()  # a job no node can hold would wait forever, silently
+        if cpus > total.get("CPU", 0) or gpus > total.get("GPU", 0):
+            raise UserError(f"each job asks for {cpus:g} CPUs and {gpus:g} GPUs, but the Ray cluster has "
+                            f"{total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs in all; lower "
+                            "--job-cpus / --job-gpus (or the suite's resources).")
         self.remote = ray.remote(max_retries=retries)(run_job)
 
     def run(self, jobs: list[Job]) -> Iterator[tuple[Job, tuple]]:

@@ -111,7 +111,7 @@ def make_plan(suite: Suite, forget_sets: list[ForgetSet], choices: Choices, poli
             tuned = choices.tuned.get((method, fs.name)) if method != "original" else None
             config, sources = resolve_config(suite, method, tuned) if method != "original" else (None, {})
             for name, source in sources.items():
-                if source == "--set" and tuned and name in tuned.values:
+                if source == "--set" and tuned and name in tuned.values and tuned.values[name] != getattr(config, name):
                     notices.append(f"--set {method}.{name}={getattr(config, name)} overrides the tuned value "
                                    f"{tuned.values[name]} ({choices.tuned_file}, {fs.name})")
             summary = config_summary(sources, tuned, method in suite.added, method in dict(suite.methods))

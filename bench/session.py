@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.errors import UserError
 from bench.plan import Choices, Plan, make_plan
 from bench.progress import Progress
-from bench.tuned import TUNED_FILE, tuned_configs
+from bench.tuned import TUNED_FILE, retune, tuned_configs
 from bench.worker import RunRequest
 from bench.workspace import Workspace
 
@@ -35,9 +35,10 @@ def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bo
         if seed not in suite.seeds:
             raise UserError(f"--seeds {seed}: not a seed of suite '{suite.name}' ({list(suite.seeds)}).")
     tuned_file = Path(request.results_dir) / suite.name / TUNED_FILE
-    if tuned == "require" and not tuned_file.is_file():
-        raise UserError(f"--tuned: '{tuned_file}' does not exist; run `unlearn-bench tune {suite.name}` first.")
     configs = tuned_configs(suite, tuned_file, [m for m, _ in suite.methods]) if tuned != "off" else {}
+    if tuned == "require" and not configs:
+        raise UserError(f"--tuned: '{tuned_file}' {'holds no tuned configs for this suite' if tuned_file.is_file() else 'does not exist'}; "
+                        f"run `{retune(suite, Path(request.results_dir))}` first.")
     choices = Choices(request.methods or None, tuple(seeds) if seeds else None, configs,
                       str(tuned_file))
     ws = request.workspace(Progress(enabled=not quiet), threads, suite)

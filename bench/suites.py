@@ -8,6 +8,7 @@ module sits beside the CLI: it imports the registries; nothing below it imports 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,10 @@ def suite_names() -> list[str]:
 
 FORGET_KEY = {"random": "fraction", "class": "label", "file": "path"}  # what each forget protocol is given
 PROTOCOL_OF = {v: k for k, v in FORGET_KEY.items()}
-SECTIONS = ("recipe", "dataset", "eval", "attack_settings", "tuning", "resources")  # `--set SECTION.KEY=...`
+SECTION_TYPES = {"recipe": Recipe, "dataset": DatasetSpec, "eval": EvalSpec, "attack_settings": AttackSettings,
+                 "tuning": TuningSpec, "resources": Resources}
+RESERVED = ("figures", "forget_sets", "tuning")  # folders beside the forget sets' record folders
+SECTIONS = tuple(SECTION_TYPES)  # `--set SECTION.KEY=...`
 
 
 def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = None,
@@ -94,6 +98,10 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
     method_overrides = {}
     for section, values in (overrides or {}).items():
         if section in SECTIONS:
+            known = [f.name for f in dataclasses.fields(SECTION_TYPES[section])]
+            for key in values:
+                if key not in known:  # the command line's mistake, not the suite file's
+                    raise UserError(f"--set {section}.{key}: unknown key.{did_you_mean(key, known)}")
             raw[section] = {**(raw.get(section) or {}), **values}
         elif section in methods_raw:
             method_overrides[section] = dict(values)
@@ -204,6 +212,9 @@ def validate_suite(suite: Suite, where: str) -> None:
         if foreign:
             raise UserError(f"{key}: protocol '{f.protocol}' does not take '{foreign[0]}' (it is "
                             f"{PROTOCOL_OF[foreign[0]]}'s); remove it or change the protocol.")
+        if f.protocol != "random" and f.seed != 0:
+            raise UserError(f"{key}: protocol '{f.protocol}' does not take 'seed' (it fixes a random draw); "
+                            "remove it or change the protocol.")
         if f.protocol == "random":
             if f.fraction is None or not 0 < f.fraction < 1:
                 raise UserError(f"{key}.fraction: must be between 0 and 1 (exclusive), got {f.fraction}.")
@@ -222,6 +233,10 @@ def validate_suite(suite: Suite, where: str) -> None:
             raise UserError(f"{where}: {what}: '{name}' is not a plain name; use letters, digits, '.', '_' "
                             "and '-' (no '..', no leading '.'), since it names folders and files.")
     names = [f.display_name for f in suite.forget_sets]
+    for name in names:
+        if name in RESERVED or name.startswith("tuning-"):
+            raise UserError(f"{where}: forget_sets: '{name}' is a name the harness uses itself ({', '.join(RESERVED)}, "
+                            "and tuning-* for tuning's forget sets); set another 'name'.")
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise UserError(f"{where}: forget_sets: two forget sets are both named '{twice[0]}'; set 'name'.")

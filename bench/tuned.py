@@ -29,8 +29,9 @@ from bench.errors import UserError
 from bench.methods_loader import method_registry
 from bench.provenance import run_code
 from bench.registry import did_you_mean
-from bench.settings import build_dataclass
+from bench.settings import UniqueKeyLoader, build_dataclass
 from bench.spec import ForgetSpec, Suite, search_space, stable_hash
+from bench.suites import SUITES_DIR
 
 TUNED_FILE = "tuned.yaml"
 ENTRY_KEYS = ("values", "trials", "best_objective", "tuning_gflops", "note", "made_for")
@@ -53,17 +54,25 @@ def made_for(suite: Suite, spec: ForgetSpec, method: str) -> dict:
             "code": stable_hash(run_code(method)), "search_space": stable_hash(search_space(entry.config))}
 
 
+def retune(suite: Suite, results_dir: Path) -> str:
+    """The command that tunes `suite` again into `results_dir`, as the user would type it."""
+    builtin = Path(suite.path).resolve().parent == SUITES_DIR.resolve()
+    results = "" if Path(results_dir) == Path("results") else f" --results {results_dir}"
+    return f"unlearn-bench tune {suite.name if builtin else suite.path}{results}"
+
+
 def read_tuned(path: Path) -> dict:
-    """tuned.yaml as a mapping ({} when there is none); not YAML, or not a mapping: UserError."""
+    """tuned.yaml as a mapping ({} when there is none). Not UTF-8 YAML, a key given twice, or not a
+    mapping: UserError."""
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"'{path}' is not valid YAML ({' '.join(str(e).split())}); delete it and run "
+        data = yaml.load(path.read_text(), UniqueKeyLoader) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"'{path}' is not valid YAML ({' '.join(str(e).split())[:200]}); delete it and run "
                         "`unlearn-bench tune` again.") from None
-    if not isinstance(data, dict):
-        raise UserError(f"'{path}' is not a tuned-configs file (a mapping of methods); delete it and run "
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise UserError(f"'{path}' is not a tuned-configs file (a mapping of method names); delete it and run "
                         "`unlearn-bench tune` again.")
     return data
 
@@ -74,13 +83,14 @@ def tuned_configs(suite: Suite, path: Path, methods) -> dict[tuple[str, str], Tu
     A method or forget set without an entry, or an entry without values (nothing to tune, no
     feasible trial), has no tuned config. Raises UserError (one line) for a broken or stale entry."""
     data, out = read_tuned(path), {}
+    fix = retune(suite, Path(path).parent.parent)
     for method in methods:
         per_method = data.get(method)
         if per_method is None:
             continue
-        if not isinstance(per_method, dict):
-            _refuse(suite, f"{path}: {method}", f"expected a mapping of forget sets to entries, got "
-                                                 f"{type(per_method).__name__}")
+        if not isinstance(per_method, dict) or not all(isinstance(k, str) for k in per_method):
+            _refuse(fix, f"{path}: {method}", "expected a mapping of forget-set names to entries, got "
+                    + (type(per_method).__name__ if not isinstance(per_method, dict) else "a name that is not text"))
         for spec in suite.forget_sets:
             raw = per_method.get(spec.display_name)
             if raw is not None:
@@ -88,14 +98,14 @@ def tuned_configs(suite: Suite, path: Path, methods) -> dict[tuple[str, str], Tu
                 try:
                     tuned = _checked(raw, made_for(suite, spec, method), method)
                 except ValueError as e:
-                    _refuse(suite, where, str(e))
+                    _refuse(fix, where, str(e))
                 if tuned.values:
                     out[(method, spec.display_name)] = tuned
     return out
 
 
-def _refuse(suite: Suite, where: str, problem: str):
-    raise UserError(f"{where}: {problem.rstrip('.')}; run `unlearn-bench tune {suite.name}` to tune again.")
+def _refuse(fix: str, where: str, problem: str):
+    raise UserError(f"{where}: {problem.rstrip('.')}; run `{fix}` to tune again.")
 
 
 def _checked(raw, expected: dict, method: str) -> Tuned:

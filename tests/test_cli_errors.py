@@ -32,11 +32,30 @@ def _assert_clean_failure(code, out, err, *needles):
         (["run", "cifar10-cpu", "--data-root", "/nonexistent"], ["CIFAR-10 not found under '/nonexistent'"]),
         (["run", "--plugin", "missing.py"], ["--plugin 'missing.py': no such .py file"]),
         (["leaderboard", "--results", "nowhere"], ["results folder 'nowhere' does not exist"]),
+        (["leaderboard", "--results", "a-file"], ["--results 'a-file' is a file, not a folder"]),
+        (["run", "--job-cpus", "nan"], ["--job-cpus nan: give a finite number of CPUs per job"]),
+        (["run", "--job-gpus", "inf"], ["--job-gpus inf: give a finite number of GPUs per job"]),
+        (["run", "--cache-dir", "a-file/cache"], ["--cache-dir 'a-file/cache': 'a-file' is a file, not a folder"]),
+        (["run", "--leaderboard", "a-file/lb.md"], ["--leaderboard 'a-file': 'a-file' is a file, not a folder"]),
+        (["run", "--set", "eval.retain_eval_size=1"], ["--set eval.retain_eval_size: unknown key."]),
     ],
 )
 def test_bad_command_lines(cli, args, needles, monkeypatch):
     monkeypatch.delenv("UNLEARN_BENCH_DATA", raising=False)
+    Path("a-file").write_text("not a folder")
     _assert_clean_failure(*cli(*args), *needles)
+    assert sorted(p.name for p in Path(".").iterdir()) == ["a-file"]  # nothing written
+
+
+@pytest.mark.parametrize("args", [["run", "--seeds", "x"], ["tune", "--trials", "x"], ["list", "nosuch"], ["nosuch"]])
+def test_a_malformed_command_line_is_one_line(args, capsys):
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("unlearn-bench") and "error:" in err and "--help" in err
 
 
 @pytest.mark.parametrize(

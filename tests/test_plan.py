@@ -76,7 +76,7 @@ def test_a_broken_tuned_entry_is_one_line(cli, tiny_suite, changes, message):
     code, out, err = cli("run", suite, "--quiet", "--results", "results")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"tuned.yaml: finetune.random-10pct: {message}" in err
-    assert "run `unlearn-bench tune tiny` to tune again." in err
+    assert f"run `unlearn-bench tune {suite}` to tune again." in err
     assert load_records(Path("results")) == []
 
 
@@ -90,31 +90,46 @@ def test_a_stale_tuned_entry_is_refused(cli, tiny_suite, field, what):
     code, _, err = cli("run", suite, "--quiet", "--results", "results")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"finetune.random-10pct: stale: tuned for another {what} than the suite and code now have; " \
-           "run `unlearn-bench tune tiny` to tune again." in err
+           f"run `unlearn-bench tune {suite}` to tune again." in err
 
 
 @pytest.mark.parametrize("text, message", [
-    ("finetune: [1, 2]\n", "finetune: expected a mapping of forget sets to entries, got list"),
+    ("finetune: [1, 2]\n", "finetune: expected a mapping of forget-set names to entries, got list"),
     ("finetune: {random-10pct: [1]}\n", "finetune.random-10pct: expected a mapping (values, trials, made_for)"),
     ("finetune: {random-10pct: {values: {lr: 0.01}, made_for: {}}}\n", "finetune.random-10pct: no 'trials'"),
     ("finetune: {random-10pct: {values: {lr: 0.01}, trials: 3}}\n",
      "no 'made_for' (made before entries said what they were tuned for)"),
     ("[1, 2]\n", "is not a tuned-configs file"),
     ("finetune: {random-10pct: {values: [}\n", "is not valid YAML"),
+    ("finetune: {}\nfinetune: {}\n", "key 'finetune' is given twice"),
+    ("finetune: {7: {values: {}}}\n", "finetune: expected a mapping of forget-set names to entries, got a name"),
+    (b"# caf\xe9\n", "is not valid YAML"),
 ])
 def test_a_tuned_file_of_the_wrong_shape_is_one_line(cli, tiny_suite, text, message):
     suite = tiny_suite()
     path = Path("results/tiny/tuned.yaml")
     path.parent.mkdir(parents=True)
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     code, _, err = cli("run", suite, "--quiet", "--results", "results")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert message in err and "unlearn-bench tune" in err
 
 
 def test_tuned_insists_on_a_tuned_file(cli, tiny_suite):
-    code, _, err = cli("run", tiny_suite(), "--quiet", "--tuned", "--results", "results")
-    assert code == 2 and "--tuned: 'results/tiny/tuned.yaml' does not exist; run `unlearn-bench tune tiny` first." in err
+    suite = tiny_suite()
+    code, _, err = cli("run", suite, "--quiet", "--tuned", "--results", "results")
+    assert code == 2 and f"--tuned: 'results/tiny/tuned.yaml' does not exist; run `unlearn-bench tune {suite}` first." in err
+    Path("results/tiny").mkdir(parents=True)
+    Path("results/tiny/tuned.yaml").write_text("# no entries\n")
+    code, _, err = cli("run", suite, "--quiet", "--tuned", "--results", "mine")
+    assert code == 2 and "holds no tuned configs" not in err  # --results mine: its own, absent file
+    code, _, err = cli("run", suite, "--quiet", "--tuned", "--results", "results")
+    assert code == 2 and "'results/tiny/tuned.yaml' holds no tuned configs for this suite" in err
+
+
+def test_the_fix_names_the_suite_and_results_as_given(cli, tiny_suite):
+    code, _, err = cli("run", "digits", "--quiet", "--tuned", "--results", "elsewhere")
+    assert code == 2 and "run `unlearn-bench tune digits --results elsewhere` first." in err
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -162,3 +177,33 @@ def test_reference_draws_follow_the_pool_not_the_code(tmp_path, monkeypatch):
     after = problem(tmp_path / "b").ws.reference_plan()
     assert before.folder.name != after.folder.name
     assert before.seed == after.seed and (_keep(before) == _keep(after)).all()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{protocol: class, label: 1, seed: 3}", "protocol 'class' does not take 'seed'"),
+    ("{protocol: random, fraction: 0.1, name: figures}", "'figures' is a name the harness uses itself"),
+    ("{protocol: random, fraction: 0.1, name: tuning-random-10pct}", "'tuning-random-10pct' is a name the harness"),
+])
+def test_forget_set_names_and_seeds_that_cannot_work_are_refused(cli, tiny_suite, spec, message):
+    from conftest import TINY_SUITE
+
+    text = TINY_SUITE.replace("  - {protocol: random, fraction: 0.1}", f"  - {spec}")
+    code, _, err = cli("run", tiny_suite(text), "--quiet", "--results", "results")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_tune_repairs_an_entry_run_refuses(cli, tiny_suite):
+    suite = tiny_suite()
+    path = Path("results/tiny/tuned.yaml")
+    path.parent.mkdir(parents=True)
+    path.write_text("finetune: tuned\n")
+    assert cli("run", suite, "--quiet", "--results", "results")[0] == 2
+    code, out, err = cli("tune", suite, "--quiet", "--results", "results", "--trials", "1", "--methods", "finetune")
+    assert code == 0, err
+    assert f"`unlearn-bench run {suite} --results results` runs them" in out
+    entry = yaml.safe_load(path.read_text())["finetune"]["random-10pct"]
+    assert entry["trials"] == 1 and set(entry["made_for"]) == {"suite", "forget_set", "tuning_seed", "code",
+                                                                "search_space"}
+    code, _, err = cli("run", suite, "--quiet", "--tuned", "--results", "results", "--seeds", "0",
+                       "--no-leaderboard")
+    assert code == 0, err

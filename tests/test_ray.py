@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import ray
 
+from bench.errors import UserError
 from bench.store import load_outputs, load_records
 from conftest import TINY_SUITE
 
@@ -191,3 +192,7 @@ def test_jobs_ask_for_the_suites_resources_unless_the_command_line_says(tiny_sui
     assert (_ray(args, request, suite).cpus, _ray(args, request, suite).gpus) == (2, 0)
     args.job_cpus = 1
     assert _ray(args, request, suite).cpus == 1
+    for cpus, gpus in ((64, None), (1, 1)):  # more than the instance's 2 CPUs and 0 GPUs: it would wait forever
+        args.job_cpus, args.job_gpus = cpus, gpus
+        with pytest.raises(UserError, match=r"each job asks for .* but the Ray cluster has 2 CPUs and 0 GPUs"):
+            _ray(args, request, suite)

@@ -158,3 +158,6 @@ def test_only_code_makes_a_tree_dirty():
     assert not code_is_dirty("?? results/.unlearn-bench.lock\n M leaderboard.md\n?? results/digits/\n")
     assert code_is_dirty(" M bench/train.py\n?? results/digits/\n")
     assert not code_is_dirty("")
+    assert not code_is_dirty("?? my-results/\n?? tiny.yaml\n")  # untracked, not code: a results folder, a suite
+    assert code_is_dirty("?? methods/my_method.py\n") and code_is_dirty("?? plugin.py\n")
+    assert code_is_dirty("?? bench/suites/new.yaml\n") and code_is_dirty(" M tiny.yaml\n")
