@@ -1,8 +1,8 @@
 """From checked command-line choices to a workspace and its resolved plan, in the driver.
 
-`open_session` imports the plugins, reads the suite once, reads and checks `tuned.yaml`,
-builds the workspace, materialises the forget sets and resolves the plan (`bench.plan`): all
-of it before anything is written.
+`open_session` reads the suite once (the request imports its plugins first), reads and checks
+`tuned.yaml`, builds the workspace, materialises the forget sets (their index files are the
+first thing written) and resolves the plan (`bench.plan`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from bench.tuned import TUNED_FILE, retune, tuned_configs
 from bench.worker import RunRequest
 from bench.workspace import Workspace
 
+
 @dataclass
 class Session:
-    request: RunRequest
-    ws: Workspace
+    ws: Workspace  # the driver's
     plan: Plan
 
 
@@ -29,7 +29,8 @@ def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bo
                  threads: int | None = None, suite=None) -> Session:
     """The driver's workspace and plan. `tuned`: "auto" (use <results>/<suite>/tuned.yaml when it
     exists), "require" (`--tuned`: refuse without it) or "off". Raises UserError before anything
-    is written when a choice does not fit the suite. `suite`: the request's, if loaded already."""
+    is written when a choice does not fit the suite or tuned.yaml is broken or stale. `suite`: the
+    request's, if loaded already."""
     suite = suite or request.load_suite()
     for seed in seeds or []:
         if seed not in suite.seeds:
@@ -45,4 +46,4 @@ def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bo
     plan = make_plan(suite, [ws.forget_set(spec) for spec in suite.forget_sets], choices, ws.policy.key())
     for line in plan.notices:
         print(f"unlearn-bench: {line}", file=sys.stderr)
-    return Session(request, ws, plan)
+    return Session(ws, plan)

@@ -136,13 +136,17 @@ def test_the_fix_names_the_suite_and_results_as_given(cli, tiny_suite):
     ("{protocol: random, fraction: 0.1, label: 3}", "protocol 'random' does not take 'label' (it is class's)"),
     ("{protocol: class, label: 3, fraction: 0.1}", "protocol 'class' does not take 'fraction' (it is random's)"),
     ("{protocol: file, path: f.npy, label: 3}", "protocol 'file' does not take 'label'"),
+    ("{protocol: class, label: 1, seed: 3}", "protocol 'class' does not take 'seed'"),
+    ("{protocol: random, fraction: 0.1, name: figures}", "'figures' is a name the harness uses itself"),
+    ("{protocol: random, fraction: 0.1, name: tuning-random-10pct}", "'tuning-random-10pct' is a name the harness"),
 ])
-def test_contradictory_forget_specs_are_refused(cli, tiny_suite, spec, message):
+def test_forget_sets_that_contradict_themselves_or_the_harness_are_refused(cli, tiny_suite, spec, message):
     from conftest import TINY_SUITE
 
     text = TINY_SUITE.replace("  - {protocol: random, fraction: 0.1}", f"  - {spec}")
     code, _, err = cli("run", tiny_suite(text), "--quiet", "--results", "results")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not Path("results").exists()
 
 
 def test_a_plan_is_resolved_once_and_travels_as_data(tiny_suite, tmp_path):
@@ -177,19 +181,6 @@ def test_reference_draws_follow_the_pool_not_the_code(tmp_path, monkeypatch):
     after = problem(tmp_path / "b").ws.reference_plan()
     assert before.folder.name != after.folder.name
     assert before.seed == after.seed and (_keep(before) == _keep(after)).all()
-
-
-@pytest.mark.parametrize("spec, message", [
-    ("{protocol: class, label: 1, seed: 3}", "protocol 'class' does not take 'seed'"),
-    ("{protocol: random, fraction: 0.1, name: figures}", "'figures' is a name the harness uses itself"),
-    ("{protocol: random, fraction: 0.1, name: tuning-random-10pct}", "'tuning-random-10pct' is a name the harness"),
-])
-def test_forget_set_names_and_seeds_that_cannot_work_are_refused(cli, tiny_suite, spec, message):
-    from conftest import TINY_SUITE
-
-    text = TINY_SUITE.replace("  - {protocol: random, fraction: 0.1}", f"  - {spec}")
-    code, _, err = cli("run", tiny_suite(text), "--quiet", "--results", "results")
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_tune_repairs_an_entry_run_refuses(cli, tiny_suite):
