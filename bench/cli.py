@@ -267,7 +267,8 @@ def cmd_leaderboard(args) -> int:
         raise UserError(f"results folder '{results}' does not exist; run `unlearn-bench run` first or pass --results.")
     _check(args, results)
     with ResultsLock(results):
-        from bench.leaderboard import write_export, write_leaderboard
+        from bench.export import write_export
+        from bench.leaderboard import write_leaderboard
 
         if args.format == "md":
             print(write_leaderboard(results, _board(args, results)))

@@ -17,6 +17,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench.aggregate import attacks_in, headline_attack, label, provenance, section_rows
+from bench.checkout import refuse_foreign
 from bench.files import inside, write_text
 from bench.metrics import ATTACK_METRICS, METRICS, headline_keys
 from bench.store import load_records
@@ -54,7 +55,7 @@ def _gap_cell(row: dict) -> str:
     return _num(row["avg_gap"], 2) + ("" if ci is None else f" ± {ci:.2f}")
 
 
-def _runs(row: dict) -> str:
+def runs_cell(row: dict) -> str:
     return ", ".join(f"{n} {status}" for status, n in row["runs"].items())
 
 
@@ -82,7 +83,7 @@ def headline_table(rows: list[dict], class_forgetting: bool, attack: str | None)
     body = []
     for row in rows:
         body.append([_num(row.get("rank"), 0) if row.get("rank") else "—", row["method"],
-                     *(headline_cell(row, key) for key in cols), _runs(row)])
+                     *(headline_cell(row, key) for key in cols), runs_cell(row)])
     return header, body
 
 
@@ -251,43 +252,11 @@ def section_figures(records: list[dict], rows: list[dict], results_dir: Path, bo
     return [f"[{name}]({Path(os.path.relpath(p, board_dir)).as_posix()})" for name, p in paths]
 
 
-def export_rows(records: list[dict]) -> list[dict]:
-    """Every section's rows (suite, forget set, method, numbers), for `leaderboard --format csv|json`."""
-    return [{"suite_hash": key[2], **row} for key, recs in sections(records).items() for row in section_rows(recs)]
-
-
-def flat(row: dict) -> dict:
-    """A row as one level of columns (attacks as `<attack>_<metric>`, runs and config as text)."""
-    out = {k: v for k, v in row.items() if k not in ("attacks", "runs", "config")}
-    out["runs"] = _runs(row)
-    out["config"] = ", ".join(f"{k}={v}" for k, v in (row.get("config") or {}).items())
-    for attack, cells in row["attacks"].items():
-        out.update({f"{attack}_{k}": v for k, v in cells.items()})
-    return out
-
-
-def write_export(results_dir: Path, output: Path, fmt: str) -> Path:
-    """The aggregated rows as CSV (one line per suite, forget set and method) or JSON."""
-    import csv
-    import io
-    import json
-
-    rows = export_rows(load_records(results_dir))
-    if fmt == "json":
-        return write_text(output, json.dumps(rows, indent=1, sort_keys=True) + "\n")
-    flats = [flat(r) for r in rows]
-    columns = list(dict.fromkeys(k for r in flats for k in r))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(flats)
-    return write_text(output, buffer.getvalue())
-
-
 def write_leaderboard(results_dir: Path, output: Path) -> Path:
     skipped: list[str] = []
     records = load_records(results_dir, skipped)
     for s in skipped:
         print(f"unlearn-bench: warning: leaderboard skips {s}", file=sys.stderr)
+    refuse_foreign(output)
     text = render(records, results_dir.as_posix().rstrip("/"), results_dir, output.resolve().parent, skipped)
     return write_text(output, text)

@@ -12,6 +12,8 @@ computed, and the progress output says so. Each record is rewritten atomically (
 from __future__ import annotations
 
 import json
+import sys
+import zipfile
 from pathlib import Path
 
 from bench.attacks import attack_registry
@@ -62,8 +64,16 @@ def rescore_suite(ws: Workspace, plan: Plan, results_dir: Path, force: bool = Fa
         if names:
             todo.append((r, path, record, names))
     ws.progress.start(len(todo), 0, "records to rescore")
-    scorer = Scorer(ws)
+    scorer, done = Scorer(ws), 0
     for r, path, record, names in todo:
+        try:
+            load_outputs(path)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # damaged: say so, rescore the others
+            print(f"unlearn-bench: warning: '{path.with_suffix('.npz')}' is not a readable outputs file "
+                  f"({type(e).__name__}); its record keeps its attacks. Delete the record to run it again.",
+                  file=sys.stderr)
+            continue
         rescore_record(scorer, r, path, record, names)
         ws.progress.run_finished(path.stem, "rescored", None, None)
-    return len(todo)
+        done += 1
+    return done

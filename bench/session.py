@@ -44,6 +44,9 @@ def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bo
                       str(tuned_file))
     ws = request.workspace(Progress(enabled=not quiet), threads, suite)
     plan = make_plan(suite, [ws.forget_set(spec) for spec in suite.forget_sets], choices, ws.policy.key())
+    if "original" in request.methods:
+        print("unlearn-bench: --methods original: original and retrain always run; no need to name them.",
+              file=sys.stderr)
     for line in plan.notices:
         print(f"unlearn-bench: {line}", file=sys.stderr)
     return Session(ws, plan)

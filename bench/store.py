@@ -8,6 +8,7 @@ so a record that exists is complete; its existence is what makes a rerun skip th
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.files import inside, read_npz, write_npz, write_text
+from bench.metrics import ATTACK_METRICS, METRICS
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "diverged", "collapsed")
@@ -46,11 +48,55 @@ def load_record(path: Path) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ValueError(f"{path}: not a run record (missing {', '.join(missing)})")
-    if record["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {record['schema_version']}, expected {SCHEMA_VERSION}")
+    version = record["schema_version"]
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise NewerRecord(f"{path}: written by a newer unlearn-bench (schema_version {version}; this one reads "
+                          f"{SCHEMA_VERSION}); update unlearn-bench to read it")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {version!r}, expected {SCHEMA_VERSION}")
     if record["status"] not in STATUSES:
         raise ValueError(f"{path}: unknown status '{record['status']}'")
+    problem = value_problem(record)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     return record
+
+
+class NewerRecord(ValueError):
+    """A record of a later schema: not corrupt, and never moved aside or rerun."""
+
+
+def _number(x, finite: bool = True) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and (not finite or math.isfinite(x))
+
+
+def value_problem(record: dict) -> str | None:
+    """What is wrong with a record's values, or None: its seed must be an integer; every metric the
+    board reads (`bench.metrics`: accuracies, simple MIA, MIA-Efficacy, each attack's ROC numbers)
+    a finite number where present; its cost's wall time and FLOPs numbers."""
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
+        return f"seed {record['seed']!r} is not an integer"
+    metrics, cost = record["metrics"], record["cost"]
+    if record["status"] == "ok" and not isinstance(metrics, dict):
+        return "an ok record without metrics"
+    if not isinstance(cost, dict) or not all(_number(cost[k]) for k in ("wall_s", "flops") if cost.get(k) is not None):
+        return "cost: wall_s and flops must be finite numbers"
+    for m in METRICS.values():
+        if m.source and metrics and (value := _at(metrics, m.source)) is not None and not _number(value):
+            return f"metric {m.source} is {value!r}, not a finite number"
+    for attack, result in ((metrics or {}).get("mia") or {}).items():
+        if not isinstance(result, dict):
+            return f"attack {attack}: {result!r} is not a mapping of metrics"
+        for key in ATTACK_METRICS:
+            if result.get(key) is not None and not _number(result[key]):
+                return f"metric mia.{attack}.{key} is {result[key]!r}, not a finite number"
+    return None
+
+
+def _at(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def recorded(path: Path) -> bool:
@@ -62,6 +108,9 @@ def recorded(path: Path) -> bool:
     try:
         if load_record(path)["status"] == "ok" and not path.with_suffix(".npz").is_file():
             raise ValueError("its outputs (.npz) are missing")
+        return True
+    except NewerRecord as e:  # left as it is: its run counts as done
+        print(f"unlearn-bench: warning: {e}; left as it is, its run is not done again.", file=sys.stderr)
         return True
     except (ValueError, OSError) as e:  # JSONDecodeError is a ValueError
         for part in (path, path.with_suffix(".npz")):

@@ -23,7 +23,8 @@ from bench.methods_loader import method_registry
 from bench.models import model_registry
 from bench.registry import did_you_mean
 from bench.settings import UniqueKeyLoader, _coerce, build_dataclass
-from bench.spec import AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Resources, Suite, TuningSpec
+from bench.spec import (AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Resources, Suite, TuningSpec,
+                        search_space)
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -92,7 +93,8 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
                             f"or {{}}, got {params!r}.")
     methods_raw = {k: dict(v or {}) for k, v in methods_raw.items()}
     for name in methods:
-        method_registry().get(name)  # an unknown name: one line with the closest registered names
+        if name != "original":
+            method_registry().get(name)  # an unknown name: one line with the closest registered names
     added = tuple(m for m in methods if m not in methods_raw and m not in ("original", "retrain"))
     methods_raw.update({m: {} for m in added})
     method_overrides = {}
@@ -123,6 +125,11 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
                             f"remove {', '.join(params)}.")
         if entry.config is None and name in method_overrides:
             raise UserError(f"--set {name}.{next(iter(method_overrides[name]))}: '{name}' takes no hyperparameters.")
+        outside = [k for k, space in search_space(entry.config).items() if not space.contains(getattr(entry.config(), k))]
+        if outside:
+            raise UserError(f"method '{name}' ({entry.source}): its default {outside[0]}="
+                            f"{getattr(entry.config(), outside[0])!r} lies outside its own search space "
+                            f"({search_space(entry.config)[outside[0]].describe()}); fix the method's config.")
         config = build_dataclass(entry.config, params, f"{where}: methods.{name}") if entry.config else None
         if name in method_overrides:  # checked now; applied when the plan is resolved (bench.plan)
             checked = build_dataclass(entry.config, {**params, **method_overrides[name]}, f"--set {name}")

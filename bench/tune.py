@@ -24,8 +24,6 @@ the same file) is what `unlearn-bench run` runs with.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import os
 import time
 import weakref
 from pathlib import Path
@@ -40,7 +38,9 @@ from bench.evaluate import accuracy, collapse_reason, per_example_outputs
 from bench.execute import call_method
 from bench.executors import Job
 from bench.files import write_text
+from bench.files import inside
 from bench.jobs import original_job
+from bench.journal import open_journal
 from bench.methods_loader import method_registry
 from bench.plan import resolve_config
 from bench.spec import ForgetSpec, derive_seed, search_space, stable_hash, to_jsonable
@@ -165,16 +165,36 @@ def _open_study(ws: Workspace, method: str, forget_set: str, storage):
         return None
     base, seed = base_config(ws, method), ws.suite.tuning.seed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, forget_set) % 2**32)
-    study = optuna.create_study(study_name=study_name(ws, method, forget_set), storage=storage, sampler=sampler,
+    study = optuna.create_study(study_name=study_name(ws, method, forget_set), storage=storage,
                                 direction="minimize", load_if_exists=True)
+    # seeded by the trials the study holds: a resumed or extended tune draws on, never replays its draws
+    study.sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, forget_set, len(study.trials)) % 2**32)
     for t in study.trials:  # a trial left running by a killed tune: failed, and not counted
         if t.state == optuna.trial.TrialState.RUNNING:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     start_values = {k: getattr(base, k) for k in space if space[k].contains(getattr(base, k))}
-    if not study.trials and len(start_values) == len(space):
-        study.enqueue_trial(start_values)
+    if len(start_values) == len(space) and not any(t.params == start_values or t.state.name == "WAITING"
+                                                   for t in study.trials if t.state.name in (*_FINISHED, "WAITING")):
+        study.enqueue_trial(start_values)  # the suite's own values first (again, if a killed tune never finished them)
     return _Study(method, forget_set, study, space, sum(t.state.name in _FINISHED for t in study.trials))
+
+
+def _ask_new(st: _Study):
+    """(trial, values): the sampler's next point that no finished trial of the study has tried. A
+    repeat (TPE may propose one; a resumed sampler would replay its draws) is told FAIL, never run
+    and not counted, and the sampler asked again."""
+    import optuna
+
+    tried = [t.params for t in st.study.trials if t.state.name in _FINISHED]
+    for _ in range(1000):
+        trial = st.study.ask()
+        values = {k: s.suggest(trial, k) for k, s in st.space.items()}
+        if values not in tried:
+            return trial, values
+        trial.set_user_attr("repeat", True)
+        st.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    raise UserError(f"tuning {st.method} on {st.forget_set}: the search space holds no configuration left to try; "
+                    "lower --trials.")
 
 
 def _tell(st: _Study, trial, result: dict, retrain: dict) -> str | None:
@@ -215,28 +235,6 @@ def _summary(st: _Study | None) -> dict:
             **({} if best else {"note": "no feasible trial: the suite's values are kept"})}
 
 
-class _KernelLock:
-    """The journal's write lock, held with flock(2): the kernel drops it when its holder dies.
-
-    Optuna's default symlink lock outlives a killed driver; its 30 s grace period never ends
-    when the results path is relative (the symlink dangles, so its age cannot be read), and a
-    resumed tune then waited forever. Only the driver writes the journal (the results folder's
-    driver lock sees to one driver), so a local kernel lock is enough."""
-
-    def __init__(self, path: str):
-        self.path, self.fd = path, None
-
-    def acquire(self) -> bool:
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return True
-
-    def release(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-        self.fd = None
-
-
 def tune_suite(ws: Workspace, methods: list[str], trials: int | None, executor, results_dir: Path) -> Path:
     """Tune `methods` on every forget set (equal budget) with jobs on `executor` (`bench.executors`);
     write `<results>/<suite>/tuned.yaml`.
@@ -245,15 +243,11 @@ def tune_suite(ws: Workspace, methods: list[str], trials: int | None, executor, 
     run, so the executor does not change what is chosen); all studies' trials of a round run at
     once. A trial's feasibility compares its FLOPs with its forget set's retrain (a job too), so
     neither the executor nor the machine's load changes what is chosen."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
     suite = ws.suite
     budget = trials or suite.tuning.trials
-    folder = results_dir / suite.name / "tuning"
+    folder = inside(results_dir, results_dir / suite.name / "tuning")  # a link out of the folder is refused
     folder.mkdir(parents=True, exist_ok=True)
-    journal = str(folder / "journal.log")
-    storage = JournalStorage(JournalFileBackend(journal, lock_obj=_KernelLock(journal + ".flock")))
+    storage = open_journal(folder / "journal.log")
     seed, names = suite.tuning.seed, [s.display_name for s in suite.forget_sets]
     for spec in suite.forget_sets:
         tuning_forget_spec(spec, ws.num_classes)  # a forget set tuning cannot stand in for: refused now
@@ -278,8 +272,7 @@ def tune_suite(ws: Workspace, methods: list[str], trials: int | None, executor, 
         asked = {}
         for st in studies.values():
             if st and st.done < budget:
-                trial = st.study.ask()
-                values = {k: s.suggest(trial, k) for k, s in st.space.items()}
+                trial, values = _ask_new(st)
                 label = f"tuning {st.method} on {st.forget_set}: trial {st.done + 1}/{budget}"
                 job = Job(f"trial/{st.study.study_name}/{trial.number}", "trial", label,
                           {"method": st.method, "forget_set": st.forget_set, "number": trial.number,

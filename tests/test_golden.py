@@ -270,7 +270,8 @@ def test_class_forgetting_takes_the_remaining_classes_test_accuracy():
 
 def test_the_leaderboard_and_its_export_show_the_golden_numbers(tmp_path):
     """The same records written as files: the export carries the numbers, the headline prints them."""
-    from bench.leaderboard import export_rows, render
+    from bench.export import export_rows
+    from bench.leaderboard import render
     from bench.store import load_records, record_path, write_record
 
     results = tmp_path / "results"

@@ -90,7 +90,7 @@ LAYERS = [
     ("drivers: runner and tune", {"bench.runner", "bench.tune", "bench.rescore", "bench.jobs"}),
     ("executors", {"bench.executors"}),
     ("plan, workspace, scorer; reports", {"bench.plan", "bench.tuned", "bench.workspace", "bench.scorer",
-                                          "bench.suites", "bench.leaderboard", "bench.aggregate", "bench.conclusions",
+                                          "bench.suites", "bench.leaderboard", "bench.export", "bench.aggregate", "bench.conclusions",
                                           "bench.figures", "bench.reproduce", "bench.reproduce_report",
                                           "bench.integrity", "bench.statistics", "bench.speed"}),
     ("methods, attacks, training, evaluation", {"methods", "methods.*", "bench.attacks", "bench.attacks.*", "bench.api",
@@ -99,7 +99,7 @@ LAYERS = [
                                                  "bench.references", "bench.unlearned_references"}),
     ("data, models, store", {"bench.data", "bench.models", "bench.store", "bench.forget", "bench.files",
                              "bench.environment", "bench.checkout", "bench.policy", "bench.progress",
-                             "bench.metrics", "bench.settings", "bench.image_folder"}),
+                             "bench.metrics", "bench.settings", "bench.image_folder", "bench.journal"}),
     ("spec, registry", {"bench", "bench.spec", "bench.registry", "bench.errors"}),
 ]
 

@@ -117,10 +117,10 @@ def test_a_killed_tune_resumes_and_ends_with_the_full_budget(tiny_suite, tmp_pat
 def test_the_journal_lock_of_a_killed_holder_is_free_at_once(tmp_path):
     """A tune killed while it writes the journal must not block the next one (CI saw a resumed
     tune wait 600 s on the lock file the killed one left)."""
-    from bench.tune import _KernelLock
+    from bench.journal import _KernelLock
 
     path = str(tmp_path / "journal.log.flock")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; from bench.tune import _KernelLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from bench.journal import _KernelLock; "
                                f"_KernelLock({path!r}).acquire(); print('held', flush=True); time.sleep(600)"],
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
                               stdout=subprocess.PIPE, text=True)
@@ -176,3 +176,44 @@ def test_the_same_tune_twice_writes_the_same_tuned_yaml(cli, tiny_suite):
         files.append((Path(results) / "tiny" / "tuned.yaml").read_text())
     assert files[0] == files[1]
     assert "tuning_gflops:" in files[0] and "tuning_s:" not in files[0]
+
+
+def _studies(journal: Path) -> dict:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
+            for s in optuna.get_all_study_summaries(storage)}
+
+
+def test_a_resumed_tune_proposes_no_configuration_twice(cli, tiny_suite):
+    """--trials 2, then --trials 4: the seeded sampler does not replay its first draws, and the suite's
+    own values come first once."""
+    suite = tiny_suite(TUNE_SUITE)
+    assert cli("tune", suite, "--quiet", "--trials", "2")[0] == 0
+    code, _, err = cli("tune", suite, "--quiet", "--trials", "4")
+    assert code == 0, err
+    for name, trials in _studies(Path("results/tiny/tuning/journal.log")).items():
+        done = [t.params for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+        assert len(done) == 4 and all(done.count(p) == 1 for p in done), (name, done)
+    finetune = next(t for n, t in _studies(Path("results/tiny/tuning/journal.log")).items() if n.startswith("finetune"))
+    assert finetune[0].params == {"epochs": 1, "lr": 0.05}  # the suite's values, first
+
+
+def test_a_journal_cut_off_mid_line_is_mended_and_a_damaged_one_named(cli, tiny_suite):
+    suite = tiny_suite(TUNE_SUITE)
+    assert cli("tune", suite, "--quiet", "--trials", "1")[0] == 0
+    journal = Path("results/tiny/tuning/journal.log")
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"op_code": 5, "worker_id": "x", "tri')  # killed while appending
+    code, _, err = cli("tune", suite, "--quiet", "--trials", "2")
+    assert code == 0, err
+    assert "its last line was cut off" in err and str(journal) in err
+    assert journal.read_bytes().startswith(whole) and journal.read_bytes().endswith(b"\n")
+    lines = journal.read_bytes().split(b"\n")
+    journal.write_bytes(b"\n".join([lines[0], b"not json", *lines[1:]]))
+    code, _, err = cli("tune", suite, "--quiet", "--trials", "3")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"'{journal}' line 2 is not a journal entry" in err

@@ -1,0 +1,110 @@
+"""Records checked when read, files the tool does not own left alone, messages that name the cause
+(issue 18, sections 2, 4 and 5)."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.store import load_records
+
+SMALL = ("--quiet", "--seeds", "0", "--methods", "finetune", "--no-leaderboard", "--results", "results")
+
+
+def _record(method="finetune") -> Path:
+    return next(Path("results").rglob(f"{method}-*-seed0.json"))
+
+
+@pytest.mark.parametrize("value, why", [(math.nan, "metric forget_acc is nan, not a finite number"),
+                                        ("0.9", "metric forget_acc is '0.9', not a finite number")])
+def test_a_record_whose_metric_is_not_a_finite_number_is_not_ranked(cli, tiny_suite, value, why):
+    suite = tiny_suite()
+    assert cli("run", suite, *SMALL)[0] == 0
+    path = _record()
+    record = json.loads(path.read_text())
+    record["metrics"]["forget_acc"] = value
+    path.write_text(json.dumps(record))
+    skipped = []
+    assert [r["method"] for r in load_records(Path("results"), skipped)] == ["original", "retrain"]
+    assert len(skipped) == 1 and why in skipped[0]
+    code, out, err = cli("leaderboard", "--results", "results", "--leaderboard", "board.md")
+    assert code == 0 and why in err and "| finetune" not in Path("board.md").read_text()
+
+
+def test_a_record_of_a_newer_schema_is_left_alone(cli, tiny_suite):
+    suite = tiny_suite()
+    assert cli("run", suite, *SMALL)[0] == 0
+    path = _record()
+    record = json.loads(path.read_text())
+    record["schema_version"] = 99
+    path.write_text(json.dumps(record))
+    before = path.read_bytes()
+    code, out, err = cli("run", suite, *SMALL)
+    assert code == 0 and "written by a newer unlearn-bench (schema_version 99" in err and "0 ok" in out
+    assert path.read_bytes() == before and not list(Path("results").rglob("*.corrupt"))
+
+
+def test_rescore_names_a_damaged_outputs_file_and_rescores_the_rest(cli, tiny_suite):
+    from conftest import TINY_SUITE
+
+    suite = tiny_suite()
+    assert cli("run", suite, *SMALL)[0] == 0
+    _record().with_suffix(".npz").write_bytes(b"not an npz")
+    wider = tiny_suite(TINY_SUITE + "attacks: [simple, loss_threshold]\n", "tiny.yaml")
+    code, out, err = cli("rescore", wider, "--quiet", "--results", "results", "--no-leaderboard")
+    assert code == 0, err
+    assert f"'{_record().with_suffix('.npz')}' is not a readable outputs file" in err and "2 records rescored" in out
+
+
+def test_the_leaderboard_overwrites_only_files_it_wrote(cli, tiny_suite):
+    suite = tiny_suite()
+    assert cli("run", suite, *SMALL)[0] == 0
+    record = _record()
+    before = record.read_bytes()
+    for fmt in ("json", "md", "csv"):
+        code, _, err = cli("leaderboard", "--results", "results", "--leaderboard", record, "--format", fmt)
+        assert code == 2 and "is not a leaderboard or export unlearn-bench wrote" in err
+    assert record.read_bytes() == before
+    for fmt in ("md", "json", "csv"):  # its own files it rewrites
+        assert cli("leaderboard", "--results", "results", "--leaderboard", f"board.{fmt}", "--format", fmt)[0] == 0
+        assert cli("leaderboard", "--results", "results", "--leaderboard", f"board.{fmt}", "--format", fmt)[0] == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--results", ""], "--results: give the results folder a name"),
+])
+def test_command_lines_that_would_misplace_or_mislead(cli, tiny_suite, args, message):
+    code, _, err = cli("run", tiny_suite(), "--quiet", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in Path(".").iterdir()) == ["cache", "tiny.yaml"] or \
+        sorted(p.name for p in Path(".").iterdir()) == ["tiny.yaml"]
+
+
+def test_a_method_whose_default_lies_outside_its_search_space_is_named(cli, tiny_suite, tmp_path, forget_plugins):
+    plugin = tmp_path / "outside.py"
+    plugin.write_text("from dataclasses import dataclass\n"
+                      "from bench.api import log_range, param, register_method\n"
+                      "@dataclass(frozen=True)\nclass C:\n    lr: float = param(5.0, gt=0, search=log_range(1e-3, 0.3))\n"
+                      "@register_method('outside', config=C)\ndef outside(model, data, cfg, ctx):\n"
+                      "    '''Nothing.'''\n    return model\n")
+    code, _, err = cli("run", tiny_suite(), "--quiet", "--plugin", plugin, "--methods", "outside", "--results", "r")
+    assert code == 2 and "method 'outside'" in err and "default lr=5.0 lies outside its own search space" in err
+
+
+def test_a_tuning_folder_linked_out_of_the_results_is_refused(cli, tiny_suite, tmp_path):
+    from test_tune import TUNE_SUITE
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (Path("results") / "tiny").mkdir(parents=True)
+    (Path("results") / "tiny" / "tuning").symlink_to(elsewhere)
+    code, _, err = cli("tune", tiny_suite(TUNE_SUITE), "--quiet", "--trials", "1", "--results", "results")
+    assert code == 2 and "would be written outside" in err and list(elsewhere.iterdir()) == []
+
+
+def test_naming_original_is_not_an_unknown_method(cli, tiny_suite):
+    code, out, err = cli("run", tiny_suite(), *SMALL[:3], "--methods", "original", "--results", "results")
+    assert code == 0 and err.strip() == ("unlearn-bench: --methods original: original and retrain always run; "
+                                         "no need to name them.")
+    assert {r["method"] for r in load_records(Path("results"))} == {"original", "retrain"}
