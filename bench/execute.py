@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from bench.cost import measure
 from bench.errors import Diverged
 from bench.flops import count_flops
+from bench.guard import global_state_kept
 from bench.train import check_finite
 
 
@@ -55,18 +56,24 @@ def call_method(fn, model: nn.Module, data, config, ctx) -> tuple[nn.Module, dic
     """Run `fn` on a deep copy of `model`; (result, cost, status, error), status ok|failed|diverged.
 
     The copy is the method's to change; `model` itself is never handed over. A method that
-    raises is `failed` with its error; NaN/inf loss or weights make it `diverged`. `cost`: see
-    `metered` (warmed up on the retain set).
+    raises (or exits) is `failed` with its error; NaN/inf loss or weights make it `diverged`; one
+    that changes process-wide state (`bench.guard`) is `failed`, and the state is set back.
+    `cost`: see `metered` (warmed up on the retain set).
     """
     private = copy.deepcopy(model)
     status, error = "ok", None
     cost: dict = {}
-    try:
-        with metered(model, data.retain, ctx) as cost:
-            private = fn(private, data, config, ctx)
-        check_finite(private)
-    except Diverged as e:
-        status, error = "diverged", str(e)
-    except Exception as e:  # noqa: BLE001 - isolate the failure: record it, go on with the sweep
-        status, error = "failed", f"{type(e).__name__}: {e}"
+    with global_state_kept() as changed:
+        try:
+            with metered(model, data.retain, ctx) as cost:
+                private = fn(private, data, config, ctx)
+            check_finite(private)
+        except Diverged as e:
+            status, error = "diverged", str(e)
+        except Exception as e:  # noqa: BLE001 - isolate the failure: record it, go on with the sweep
+            status, error = "failed", f"{type(e).__name__}: {e}"
+        except SystemExit as e:  # a method that exits ends its own call, not the sweep
+            status, error = "failed", f"called exit({e.code}); a method returns its model"
+    if changed:  # set back already (`bench.guard`); the run cannot stand
+        status, error = "failed", f"changed global state ({'; '.join(changed)}); restored"
     return private, cost, status, error

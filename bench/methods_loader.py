@@ -65,8 +65,14 @@ def load_plugin(path: str) -> None:
 
 
 def _guarded(load, what: str) -> None:
+    from bench.guard import global_state_kept
+
     try:
-        load()
+        with global_state_kept() as changed:
+            load()
+        if changed:  # set back already; the file must not load
+            raise UserError(f"changed global state on import ({'; '.join(changed)}); a method file must only "
+                            "register methods")
     except UserError as e:
         raise UserError(f"{what}: {e}") from None
     except SystemExit as e:  # a plugin that exits on import must not end the command silently

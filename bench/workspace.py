@@ -125,7 +125,9 @@ class Workspace:
     def context(self, seed: int, label: str) -> RunContext:
         """A seeded RunContext (torch, numpy and the context's generator) for one method call."""
         generator = seed_everything(seed)
-        return RunContext(self.policy, seed, generator, self.suite.recipe, self.batcher, self.new_model,
+        # a batcher of its own: a method that edits its normalisation constants changes only its own batches
+        batcher = Batcher(self.suite.dataset.mean, self.suite.dataset.std, self.raw.train_x.shape[1], self.policy)
+        return RunContext(self.policy, seed, generator, self.suite.recipe, batcher, self.new_model,
                           self.progress.epoch_callback(label))
 
     # --- the original models ----------------------------------------------------------------------
