@@ -168,7 +168,8 @@ def _open_study(ws: Workspace, method: str, forget_set: str, storage):
     study = optuna.create_study(study_name=study_name(ws, method, forget_set), storage=storage,
                                 direction="minimize", load_if_exists=True)
     # seeded by the trials the study holds: a resumed or extended tune draws on, never replays its draws
-    study.sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, forget_set, len(study.trials)) % 2**32)
+    held = (len(study.trials),) if study.trials else ()  # (a fresh study: the seed it always had)
+    study.sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, forget_set, *held) % 2**32)
     for t in study.trials:  # a trial left running by a killed tune: failed, and not counted
         if t.state == optuna.trial.TrialState.RUNNING:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
