@@ -15,8 +15,10 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -29,15 +31,40 @@ LOCK_NAME = ".unlearn-bench.lock"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write `path` by `write(tmp)` on a unique temporary name in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `path` by `write(tmp)` on a unique temporary name in the same folder, then rename.
+    A folder that cannot be written, or a full disk, is a UserError naming the path (nothing is
+    left under the real name either way)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the folder '{path.parent}' ({e.strerror or e}); pass a writable one.") from None
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save on a full disk raises RuntimeError("unexpected pos ...")
+        if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise UserError(f"cannot write '{path}' ({e.strerror}); pass a writable folder.") from None
+        if disk_full(e, path.parent):
+            raise UserError(f"no space left on the device holding '{path.parent}' while writing '{path.name}'; "
+                            "free some space and run again (finished runs are kept).") from None
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # a cleanup that fails must not hide the error above
+            pass
     return path
+
+
+def disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether `error` comes from a full disk: ENOSPC, or under 1 MiB left where `folder` lives."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -65,8 +92,13 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def inside(root: Path, path: Path) -> Path:
-    """`path` if it resolves inside `root`, else a UserError (a name that escapes its folder)."""
+    """`path` if it resolves inside `root`, else a UserError naming the cause: a symbolic link on
+    the way out of `root`, or a name that climbs out of it."""
     if not path.resolve().is_relative_to(root.resolve()):
+        links = [p for p in [path, *path.parents] if p.is_symlink() and p.resolve() != p.absolute()]
+        if links:
+            raise UserError(f"'{path}' would be written outside '{root}' through the link '{links[-1]}' (to "
+                            f"'{links[-1].resolve()}'); replace the link with a folder, or pass another folder.")
         raise UserError(f"'{path}' would be written outside '{root}'; use plain names "
                         "(letters, digits, '.', '_', '-') for suites and forget sets.")
     return path
@@ -150,8 +182,13 @@ class ResultsLock:
                     raise UserError(f"results folder '{self.results_dir}' is not writable; "
                                     "pass a writable --results.") from None
                 raise
-            with os.fdopen(fd, "w") as f:
-                f.write(me + "\n")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(me + "\n")
+            except OSError as e:  # e.g. a full disk: leave no empty lock behind
+                self.path.unlink(missing_ok=True)
+                raise UserError(f"cannot write the lock '{self.path}' ({e.strerror}); "
+                                f"{'free some space' if disk_full(e, self.results_dir) else 'check the folder'}.") from None
             self.held = True
             return self
         raise UserError(f"could not take the lock '{self.path}'; try again.")
@@ -164,8 +201,17 @@ class ResultsLock:
             return "?", "?"
 
     def _take_over_stale(self) -> bool:
-        """Remove the lock of a process that no longer exists on this host."""
+        """Remove the lock of a process that no longer exists on this host, or a lock that says no
+        holder at all and is over a minute old (its writer died before it could say who it was)."""
         pid, host = self._holder()
+        if pid == "?":
+            try:
+                old = time.time() - self.path.stat().st_mtime > 60
+            except OSError:
+                return False
+            if old:
+                self.path.unlink(missing_ok=True)
+            return old
         if host != socket.gethostname() or not pid.isdigit():
             return False
         try:

@@ -108,3 +108,59 @@ def test_naming_original_is_not_an_unknown_method(cli, tiny_suite):
     assert code == 0 and err.strip() == ("unlearn-bench: --methods original: original and retrain always run; "
                                          "no need to name them.")
     assert {r["method"] for r in load_records(Path("results"))} == {"original", "retrain"}
+
+
+def test_a_full_disk_or_a_folder_that_cannot_be_written_is_one_line_naming_the_path(tmp_path, monkeypatch):
+    import errno
+
+    import bench.files as files
+    from bench.errors import UserError
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(UserError, match=r"no space left on the device holding '.*' while writing 'a.npz'"):
+        files.atomic_write(tmp_path / "a.npz", full)
+
+    def torch_full(tmp):  # torch.save on a full disk: a RuntimeError naming neither disk nor file
+        tmp.write_bytes(b"x")
+        raise RuntimeError("unexpected pos 1152 vs 1046")
+
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: type("U", (), {"free": 0})())
+    with pytest.raises(UserError, match=r"no space left on the device holding .* 'b.pt'"):
+        files.atomic_write(tmp_path / "b.pt", torch_full)
+
+    def denied(tmp):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with pytest.raises(UserError, match=r"cannot write '.*c.json' \(Permission denied\)"):
+        files.atomic_write(tmp_path / "c.json", denied)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary or partial file left
+
+
+def test_an_empty_lock_left_by_a_failed_write_is_taken_over(tmp_path):
+    import os
+    import time
+
+    from bench.errors import UserError
+    from bench.files import LOCK_NAME, ResultsLock
+
+    lock = tmp_path / LOCK_NAME
+    lock.write_text("")  # what a full disk left: the file, without its holder
+    with pytest.raises(UserError, match="in use by another unlearn-bench"):  # a fresh one may be a writer at work
+        ResultsLock(tmp_path).__enter__()
+    os.utime(lock, (time.time() - 120, time.time() - 120))
+    with ResultsLock(tmp_path):
+        assert lock.read_text().split()[0] == str(os.getpid())
+    assert not lock.exists()
+
+
+def test_a_link_out_of_the_results_is_named_as_a_link(tmp_path):
+    from bench.errors import UserError
+    from bench.files import inside
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "results" / "suite").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UserError, match="through the link '.*results/suite'"):
+        inside(tmp_path / "results", tmp_path / "results" / "suite" / "figures" / "a.png")
