@@ -1,4 +1,5 @@
-"""Calling a method: on a private copy of the model, timed alone, with its outcome classified.
+"""Calling a method: in a process of its own, on copies of the model and data, timed alone,
+with its outcome classified.
 
 The runner's runs, U-LiRA's unlearned reference models, tuning trials and the method
 contract's checks all call methods through `call_method`, so a method is treated the same way
@@ -8,8 +9,13 @@ everywhere: the same untimed warm-up, the same clock, the same FLOP count.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import pickle
+import random
+import time
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,7 +24,13 @@ from bench.cost import measure
 from bench.errors import Diverged
 from bench.flops import count_flops
 from bench.guard import global_state_kept
+from bench.methods_loader import load_method
+from bench.policy import threadpools
+from bench.sandbox import ChildFailed, run_isolated
 from bench.train import check_finite
+
+CHANGED_DATA = "the method changed its input data (data is read-only)"
+_pools = None  # the fork server's threadpoolctl controller, inherited by its children (finding it takes ~10 ms)
 
 
 def warm_up(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -52,28 +64,104 @@ def metered(model: nn.Module, split, ctx):
         cost["flops"] = flops.total()
 
 
-def call_method(fn, model: nn.Module, data, config, ctx) -> tuple[nn.Module, dict, str, str | None]:
-    """Run `fn` on a deep copy of `model`; (result, cost, status, error), status ok|failed|diverged.
+def call_method(entry, model: nn.Module, data, config, ctx) -> tuple[nn.Module, dict, str, str | None]:
+    """Run method `entry` (a method registry entry) on a copy of `model` in a process of its own.
 
-    The copy is the method's to change; `model` itself is never handed over. A method that
-    raises (or exits) is `failed` with its error; NaN/inf loss or weights make it `diverged`; one
-    that changes process-wide state (`bench.guard`) is `failed`, and the state is set back.
-    `cost`: see `metered` (warmed up on the retain set).
+    The call runs in a fresh child process (`bench.sandbox`) that gets copies of the model, the
+    data (forget, retain, val: never the test split), the config and the context, with the
+    caller's RNG states and device policy, and sends back (model, cost, status, error), status
+    ok|failed|diverged. Nothing the method does reaches this process. In the child: a method
+    that raises, exits or is interrupted by itself is `failed` with its error; NaN/inf loss or
+    weights make it `diverged`; one that changes process-wide state (`bench.guard`) or its input
+    data is `failed`. A child that dies or cannot send its model back is `failed` with the cause.
+    `cost`: see `metered` (warmed up on the retain set); on a dead child only `wall_s` is known.
+    Epoch progress reaches `ctx.progress`. Raises KeyboardInterrupt on the user's Ctrl-C.
     """
-    private = copy.deepcopy(model)
+    setup = (entry.name, entry.fn.__module__, entry.source)
+    payload = (model, data, config, dataclasses.replace(ctx, progress=None), rng_states())
+    warm = (_warm, (ctx.new_model, ctx.policy, tuple(data.retain.x.shape[1:]), ctx.recipe.batch_size,
+                    data.num_classes))
+    started = time.perf_counter()
+    try:
+        return run_isolated(_call_in_child, setup, payload, lambda message: ctx.progress(*message), warm,
+                            prepare_server)
+    except ChildFailed as e:
+        cost = {"wall_s": time.perf_counter() - started, "gpu_s": None, "cpu_s": None, "peak_mem_bytes": None,
+                "flops": None}
+        return copy.deepcopy(model), cost, "failed", str(e)
+
+
+def _call_in_child(setup, receive, send) -> tuple[nn.Module, dict, str, str | None]:
+    """The child's side of `call_method`: load the method, take the payload, call it once."""
+    fn = load_method(*setup).fn
+    model, data, config, ctx, rng = receive()
+    set_rng_states(rng)
+    ctx.policy.apply(_pools)
+    ctx = dataclasses.replace(ctx, progress=lambda done, total: send((done, total)))
+    handed = data.private_copy()  # what the method gets; `data` stays as sent, to compare with
     status, error = "ok", None
     cost: dict = {}
     with global_state_kept() as changed:
         try:
-            with metered(model, data.retain, ctx) as cost:
-                private = fn(private, data, config, ctx)
-            check_finite(private)
+            with metered(model, handed.retain, ctx) as cost:
+                model = fn(model, handed, config, ctx)
+            check_finite(model)
         except Diverged as e:
             status, error = "diverged", str(e)
-        except Exception as e:  # noqa: BLE001 - isolate the failure: record it, go on with the sweep
+        except Exception as e:  # noqa: BLE001 - a failed call is recorded, the sweep goes on
             status, error = "failed", f"{type(e).__name__}: {e}"
         except SystemExit as e:  # a method that exits ends its own call, not the sweep
             status, error = "failed", f"called exit({e.code}); a method returns its model"
-    if changed:  # set back already (`bench.guard`); the run cannot stand
-        status, error = "failed", f"changed global state ({'; '.join(changed)}); restored"
-    return private, cost, status, error
+        except KeyboardInterrupt:  # raised by the method: the user's Ctrl-C never reaches this process
+            status, error = "failed", "raised KeyboardInterrupt; a method returns its model"
+    if changed:
+        status, error = "failed", f"changed global state ({'; '.join(changed)})"
+    elif not data.same_as(handed):
+        status, error = "failed", CHANGED_DATA
+    return model, cost, status, error
+
+
+def prepare_server() -> None:
+    """The fork server's preparation (`bench.sandbox`): import what calls need and make one
+    training step of a small net on random inputs, on one thread (a process forked after OpenMP
+    threads ran cannot use them), so that its children start warm."""
+    global _pools
+    import torch._dynamo  # noqa: F401 - torch imports it on the first optimizer (~1.1 s)
+
+    from bench.methods_loader import import_builtin_methods
+
+    torch.set_num_threads(1)
+    _pools = threadpools()
+    import_builtin_methods()
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    warm_up(net, torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))
+
+
+def _warm(spec) -> None:
+    """A child's warm-up while it waits for its call: the caller's device policy, one step of a
+    model of its architecture on random images of its shape (it has no data), counted as a call's
+    FLOPs are, and a model sent through pickle: each of these is slow the first time in a process."""
+    new_model, policy, image_shape, batch_size, num_classes = spec
+    policy.apply(_pools)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((batch_size, *image_shape), generator=g).to(policy.torch_device)
+    y = torch.randint(0, num_classes, (batch_size,), generator=g).to(policy.torch_device)
+    model = new_model()
+    with count_flops() as flops:
+        warm_up(model, policy.batch_format(x), y)
+    flops.total()
+    pickle.loads(pickle.dumps(model))
+
+
+def rng_states() -> dict:
+    """The global RNG states a method may draw from: torch (CPU and initialised CUDA), numpy, random."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda, "numpy": np.random.get_state(), "random": random.getstate()}
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["random"])

@@ -13,6 +13,7 @@ from bench.api import method_registry as _registry
 from bench.errors import UserError
 
 ENTRY_POINT_GROUP = "unlearn_bench.methods"
+PLUGIN_PREFIX = "unlearn_bench_plugin_"  # the module name of a --plugin file: this prefix and its stem
 _loaded = False
 _plugins: set[Path] = set()  # files already imported: loading one twice is not a duplicate
 
@@ -22,13 +23,18 @@ def method_registry():
     global _loaded
     if not _loaded:
         _loaded = True
-        import methods
-
-        for info in pkgutil.iter_modules(methods.__path__):
-            if not info.name.startswith("_"):  # _template.py and helpers are not methods
-                importlib.import_module(f"methods.{info.name}")
+        import_builtin_methods()
         load_entry_points()
     return _registry
+
+
+def import_builtin_methods() -> None:
+    """Import every method of the built-in `methods/` package."""
+    import methods
+
+    for info in pkgutil.iter_modules(methods.__path__):
+        if not info.name.startswith("_"):  # _template.py and helpers are not methods
+            importlib.import_module(f"methods.{info.name}")
 
 
 def method_protocols(method: str) -> tuple[str, ...]:
@@ -50,9 +56,12 @@ def load_plugin(path: str) -> None:
     file = Path(path)
     if not file.is_file() or file.suffix != ".py":
         raise UserError(f"--plugin '{path}': no such .py file; pass the path of a method file.")
-    if file.resolve() in _plugins:
-        return
-    name = f"unlearn_bench_plugin_{file.stem}"
+    if file.resolve() not in _plugins:
+        _import_file(file, path)
+
+
+def _import_file(file: Path, given: str) -> None:
+    name = f"{PLUGIN_PREFIX}{file.stem}"
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -60,8 +69,24 @@ def load_plugin(path: str) -> None:
     def run():
         spec.loader.exec_module(module)
 
-    _guarded(run, f"plugin '{path}'")
+    _guarded(run, f"plugin '{given}'")
     _plugins.add(file.resolve())
+
+
+def load_method(name: str, module: str, source: str):
+    """The registry entry of method `name`, importing what defines it first if this process has
+    not: its `module`, or for a `--plugin` file, the file `source`. A method-call process
+    (`bench.execute`) imports only the method it calls. Raises UserError if that does not
+    register `name` (a method registered outside a method file's top level)."""
+    if name not in _registry:
+        if module.startswith(PLUGIN_PREFIX):
+            _import_file(Path(source), source)
+        else:
+            _guarded(lambda: importlib.import_module(module), f"method module '{module}'")
+    if name not in _registry:
+        raise UserError(f"method '{name}' is not registered on importing {module} ({source}); register methods "
+                        "at the top level of a method file.")
+    return _registry.get(name)
 
 
 def _guarded(load, what: str) -> None:

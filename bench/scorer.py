@@ -60,7 +60,7 @@ class Scorer:
         keys = attacked_keys(a.members()["key"], a.nonmembers()["key"], fs.sha256)
         entry = None if method == "original" else method_registry().get(method)
         code = entry_code_hash(entry) if entry else None
-        return unlearned_references(ws.references(), ws.reference_plan(), method, entry and entry.fn, config, code,
+        return unlearned_references(ws.references(), ws.reference_plan(), method, entry, config, code,
                                     keys, len(fs.indices), fs.forgotten_class, fs.sha256,
                                     ws.suite.attack_settings.ulira_references, ws.context,
                                     ws.progress.run_started, ws.num_classes)

@@ -130,14 +130,14 @@ def tuning_job(runner, job: Job) -> dict:
     started = time.perf_counter()
     if job.kind == "tuning-retrain":
         ctx = ws.context(derive_seed(seed, fs.name, "retrain"), f"tuning: retrain on {fs.name}")
-        model, cost, status, error = call_method(method_registry().get("retrain").fn, original, data, None, ctx)
+        model, cost, status, error = call_method(method_registry().get("retrain"), original, data, None, ctx)
         if status != "ok":
             raise UserError(f"tuning: retrain {status} on {fs.name}: {error}")
     else:
         config = dataclasses.replace(base_config(ws, p["method"]), **p["values"])
         ctx = ws.context(derive_seed(seed, fs.name, p["method"], p["number"]), f"tuning {p['method']} #{p['number']}")
-        model, cost, status, error = call_method(method_registry().get(p["method"]).fn, original,
-                                                 data.private_copy(), config, ctx)
+        model, cost, status, error = call_method(method_registry().get(p["method"]), original, data,
+                                                 config, ctx)
     values = measure(ws, model, data, fs.forgotten_class, seed) if status == "ok" else None
     return {"status": status, "error": error, "wall_s": cost["wall_s"], "flops": cost["flops"], "values": values,
             "job_s": time.perf_counter() - started}

@@ -66,12 +66,13 @@ def reference_forget_rows(refs: References, plan: ReferencePlan, i: int, attacke
     return np.sort(np.concatenate([candidates, pad]))
 
 
-def unlearned_references(refs: References, plan: ReferencePlan, method: str, fn, config, code: str | None,
+def unlearned_references(refs: References, plan: ReferencePlan, method: str, entry, config, code: str | None,
                          keys: np.ndarray,
                          forget_size: int, forget_label: int | None, forget_sha: str, k_u: int,
                          make_context: Callable, announce: Callable[[str], None],
                          num_classes: int) -> UnlearnedReferences:
-    """Unlearn the first `k_u` references with `fn` (None: `original`, never unlearned)."""
+    """Unlearn the first `k_u` references with method `entry` (a registry entry; None: `original`,
+    never unlearned)."""
     rows = refs.rows(keys)
     what = [method, to_jsonable(config) if config is not None else {}, forget_sha, k_u, keys.tobytes().hex()]
     tag = stable_hash([*what, code, code_hash("bench.unlearned_references")])  # the cache key: code too
@@ -90,10 +91,10 @@ def unlearned_references(refs: References, plan: ReferencePlan, method: str, fn,
             announce(label)
             model = reference_model(plan, i, make_context, announce)
             ctx = make_context(derive_seed(draw, i), label)
-            if fn is None:  # the reference row: trained, never unlearned
+            if entry is None:  # the reference row: trained, never unlearned
                 status, error, cost = "ok", None, {"wall_s": 0.0}
             else:
-                model, cost, status, error = call_method(fn, model, data, config, ctx)
+                model, cost, status, error = call_method(entry, model, data, config, ctx)
             conf = mirror = np.full(len(rows), np.nan, np.float32)
             if status == "ok":
                 out = per_example_outputs(model, plan.pool.subset(rows), ctx.batcher, plan.eval_batch)

@@ -27,7 +27,7 @@ def digits(tmp_path_factory):
 def test_counted_flops_equal_a_whole_call_flop_counter(digits, name):
     entry = method_registry().get(name)
     config = fast_config(entry)
-    _, cost, status, error = call_method(entry.fn, digits.original, digits.data.private_copy(), config,
+    _, cost, status, error = call_method(entry, digits.original, digits.data.private_copy(), config,
                                          digits.ws.context(3, name))
     assert status == "ok", error
     with FlopCounterMode(display=False) as whole:

@@ -2,6 +2,7 @@
 runs (issue 18, section 1) end in a `failed` record naming the cause, and later records are the
 ones a run without the offending plugin makes."""
 
+import copy
 from pathlib import Path
 
 
@@ -9,7 +10,9 @@ from bench.store import load_records
 from conftest import TINY_SUITE
 
 POISON = '''
+import gc
 import os
+import signal
 import torch
 from bench.api import register_method
 
@@ -27,10 +30,17 @@ _make("no_grad", lambda ctx: torch.set_grad_enabled(False))
 _make("threads", lambda ctx: torch.set_num_threads(2))
 _make("chdir", lambda ctx: os.chdir("/"))
 _make("exits", lambda ctx: exit(3))
+_make("hard_exit", lambda ctx: os._exit(0))
+_make("segfaults", lambda ctx: os.kill(os.getpid(), signal.SIGSEGV))
+_make("interrupts", lambda ctx: (_ for _ in ()).throw(KeyboardInterrupt()))
+_make("flips_memory", lambda ctx: [o.bitwise_not_() for o in gc.get_objects()
+                                   if isinstance(o, torch.Tensor) and o.dtype == torch.uint8])
 '''
 ROUTES = {"float64": "torch default dtype torch.float32 -> torch.float64",
           "no_grad": "torch gradient mode True -> False", "threads": "torch thread count 1 -> 2",
-          "chdir": "working directory", "exits": "called exit(3)"}
+          "chdir": "working directory", "exits": "called exit(3)",
+          "hard_exit": "its process ended (exit code 0) before sending a result",
+          "segfaults": "its process was killed by SIGSEGV", "interrupts": "raised KeyboardInterrupt"}
 
 
 def _suite(tiny_suite, methods):
@@ -43,7 +53,8 @@ def test_poisoning_routes_fail_their_own_run_and_leave_later_runs_alone(cli, tin
     plugin.write_text(POISON)
     args = ("--quiet", "--seeds", "0", "--no-leaderboard", "--plugin", plugin)
     assert cli("run", _suite(tiny_suite, []), *args, "--results", "clean")[0] == 0
-    code, _, err = cli("run", _suite(tiny_suite, ["shifts_batches", *ROUTES]), *args, "--results", "poisoned")
+    code, _, err = cli("run", _suite(tiny_suite, ["shifts_batches", "flips_memory", *ROUTES]), *args,
+                       "--results", "poisoned")
     assert code == 0, err
     records = {r["method"]: r for r in load_records(Path("poisoned"))}
     for method, reason in ROUTES.items():
@@ -65,3 +76,66 @@ def test_a_method_file_that_changes_global_state_on_import_is_refused(cli, tiny_
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "changed global state on import (torch default dtype torch.float32 -> torch.float64)" in err
     assert torch.get_default_dtype() == torch.float32 and not Path("r").exists()
+
+
+HUNT = '''
+import gc
+import inspect
+import copy
+from pathlib import Path
+
+import torch
+from bench.api import register_method
+
+TARGET = torch.tensor({target}, dtype=torch.uint8)
+
+
+def _holds_target(obj):
+    return (issubclass(type(obj), torch.Tensor) and obj.dtype == torch.uint8 and obj.dim() == 4
+            and obj.shape[1:] == TARGET.shape and bool((obj == TARGET).flatten(1).all(1).any()))
+
+
+@register_method("hunts_test", deterministic=True)
+def hunts_test(model, data, cfg, ctx):
+    """Looks for the test split through the caller's frames, the workspace and the garbage collector."""
+    found = []
+    frame = inspect.currentframe()
+    while frame is not None:
+        for value in frame.f_locals.values():
+            for attr in ("test", "train_part", "splits"):
+                if getattr(value, attr, None) is not None and not isinstance(value, type):
+                    found.append(f"frame {{frame.f_code.co_name}}: .{{attr}}")
+        frame = frame.f_back
+    found += ["gc: a tensor holding a test image" for obj in gc.get_objects() if _holds_target(obj)][:1]
+    Path({report!r}).write_text("\\\\n".join(found))
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    return model
+'''
+
+
+def test_a_method_finds_no_route_to_the_test_split(tmp_path, forget_plugins):
+    """The routes a method took to the test images (the caller's frames, the workspace's
+    `train_part` and `splits`, a walk of the garbage collector) find nothing in the method's own
+    process; the same code run in the caller's process finds them (so the hunt itself works)."""
+    import numpy as np
+
+    from bench.checks import problem
+    from bench.execute import call_method
+    from bench.methods_loader import load_plugin, method_registry
+
+    p = problem(tmp_path)
+    seen = np.concatenate([p.data.forget.x, p.data.retain.x, p.data.val.x]).reshape(-1, 64)
+    only_test = next(x for x in p.ws.test.x if not (seen == x.reshape(1, 64).numpy()).all(1).any())
+    report = tmp_path / "found.txt"
+    plugin = tmp_path / "hunt.py"
+    plugin.write_text(HUNT.format(target=only_test.tolist(), report=str(report)))
+    load_plugin(str(plugin))
+    entry = method_registry().get("hunts_test")
+    _, _, status, error = call_method(entry, p.original, p.data, None, p.ws.context(0, "hunt"))
+    assert status == "ok", error
+    assert report.read_text() == ""
+    ws = p.ws  # noqa: F841 - the workspace, in this frame, as the runner holds it
+    entry.fn(copy.deepcopy(p.original), p.data.private_copy(), None, p.ws.context(0, "hunt"))  # in this process
+    found = report.read_text()
+    assert ".test" in found and ".train_part" in found and "gc: a tensor holding a test image" in found

@@ -99,7 +99,8 @@ LAYERS = [
                                                  "bench.references", "bench.unlearned_references"}),
     ("data, models, store", {"bench.data", "bench.models", "bench.store", "bench.forget", "bench.files",
                              "bench.environment", "bench.checkout", "bench.policy", "bench.progress",
-                             "bench.metrics", "bench.settings", "bench.image_folder", "bench.journal", "bench.guard"}),
+                             "bench.metrics", "bench.settings", "bench.image_folder", "bench.journal", "bench.guard",
+                             "bench.sandbox"}),
     ("spec, registry", {"bench", "bench.spec", "bench.registry", "bench.errors"}),
 ]
 

@@ -1,0 +1,224 @@
+"""Running a function in a fresh process that holds nothing but what it is sent.
+
+Each call forks a child from a fork server: a fresh interpreter, started once per calling
+process, that has run the caller's `prepare` (`bench.execute`'s imports torch, `torch._dynamo`
+and the built-in methods and makes one training step of a small network on random inputs with
+one thread), but holds no data. The
+caller sends the child its input through a socket; the child sends back messages and a result.
+Whatever the function does to its own process (global torch state, the working directory,
+memory it reaches through the garbage collector or stack frames, os._exit, a crash) ends with
+the child, and nothing the caller holds but what it sent was ever in the child's memory.
+
+Why not fork the caller: its memory holds everything (the test split included), and a process
+forked after OpenMP threads ran has an OpenMP without threads: on this torch build (libgomp) a
+2-thread convolution in such a child never returns (measured), so the server warms up on one
+thread. Why not a fresh interpreter per call: importing torch and `torch._dynamo` (imported on
+the first backward pass) takes ~2.5 s, and a fresh process's first training step another
+~0.2-1.7 s; the server pays both once. Why not multiprocessing's "forkserver": each of its
+children imports the caller's `__main__` again (a script without a main guard would run twice).
+
+Inputs and results travel as plain pickles (copies), never as shared memory, so a child that
+writes into what it was sent changes only its own copy.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+from typing import Any, Callable
+
+_server: _Server | None = None
+
+
+class ChildFailed(Exception):
+    """The child died, or could not run the function or send its result; the message says which."""
+
+
+def run_isolated(target: Callable, setup: Any, payload: Any, on_message: Callable[[Any], None],
+                 warm: tuple[Callable, Any] | None = None, prepare: Callable[[], None] | None = None) -> Any:
+    """`target(setup, receive, send)` in a fresh child process; what it returns.
+
+    target: a module-level function (it is sent by reference). setup: small, plain data the
+    child unpickles first (e.g. which plugin to import before `payload` can be unpickled);
+    `receive()` in the child returns `payload`; `send(message)` in the child calls
+    `on_message(message)` here. warm: (module-level function, argument) the child runs first,
+    e.g. a warm-up step on random inputs of the caller's shapes. When a call ends, the next
+    child is forked and warmed at once (same `warm`), so that its start overlaps with what the
+    caller does between calls. prepare: a module-level function the fork server runs once when
+    it starts (the first call starts it), e.g. imports and a warm-up. The user's Ctrl-C is handled here: children ignore SIGINT and
+    this call's child is killed when the call ends early. Raises ChildFailed naming the cause
+    (exit code, signal, or the error that kept the child from sending a result)."""
+    global _server
+    if _server is None or not _server.usable():
+        _server = _Server(prepare)
+    key = pickle.dumps(warm, pickle.HIGHEST_PROTOCOL)
+    pid, conn = _server.child(key)
+    done = False
+    try:
+        conn.send_bytes(pickle.dumps((target, setup), pickle.HIGHEST_PROTOCOL))
+        conn.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
+        while True:
+            kind, value = pickle.loads(conn.recv_bytes())
+            if kind == "message":
+                on_message(value)
+                continue
+            done = kind == "result"
+            if done:
+                return value
+            raise ChildFailed(value if kind == "error" else _ended(value))
+    except (EOFError, OSError):  # the server died with its children
+        raise ChildFailed("its process ended before sending a result") from None
+    finally:
+        if not done:
+            _kill(pid)
+        conn.close()
+        if sys.exc_info()[0] in (None, ChildFailed):  # not on Ctrl-C: nothing more will be called
+            _server.prefork(key)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _ended(code: int) -> str:
+    if code < 0:
+        return f"its process was killed by {signal.Signals(-code).name}"
+    return f"its process ended (exit code {code}) before sending a result"
+
+
+class _Server:
+    """The caller's side of the fork server: starts it, asks it for children, keeps one spare."""
+
+    def __init__(self, prepare: Callable[[], None] | None):
+        self.owner = os.getpid()
+        self.control, theirs = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if isinstance(p, str))}
+        named = f"{prepare.__module__}:{prepare.__qualname__}" if prepare else ""
+        self.process = subprocess.Popen([sys.executable, "-c", "import sys, bench.sandbox as s; s.serve(*sys.argv[1:])",
+                                         str(theirs.fileno()), named], pass_fds=[theirs.fileno()], env=env,
+                                        stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.spare: tuple[bytes, Connection] | None = None  # (its warm key, connection); its pid not read yet
+
+    def usable(self) -> bool:
+        return self.owner == os.getpid() and self.process.poll() is None
+
+    def child(self, warm: bytes) -> tuple[int, Connection]:
+        """A child warmed with `warm` (the spare, if it was): (its pid, the connection to it)."""
+        if self.spare is not None:
+            (key, conn), self.spare = self.spare, None
+            pid = self._pid()
+            if key == warm:
+                return pid, conn
+            _kill(pid)
+            conn.close()
+        self.prefork(warm)
+        return self.child(warm)
+
+    def prefork(self, warm: bytes) -> None:
+        """Ask for the next child now; its pid is read when it is taken."""
+        here, there = socket.socketpair()
+        socket.send_fds(self.control, [b"F"], [there.fileno()])
+        there.close()
+        conn = Connection(here.detach())
+        conn.send_bytes(warm)
+        self.spare = (warm, conn)
+
+    def _pid(self) -> int:
+        reply = self.control.recv(8)
+        if len(reply) != 8:
+            raise ChildFailed("the fork server ended; nothing could be run")
+        return struct.unpack("q", reply)[0]
+
+
+# --- the server side -----------------------------------------------------------------------------
+
+
+def serve(control_fd: str, prepare: str) -> None:
+    """The fork server's loop: runs `prepare` ("module:function", or ""), then forks one child per
+    request on `control_fd`, and reports each child's exit code on its own connection once it
+    ends; exits (killing its children) when the caller's end of `control_fd` closes."""
+    if prepare:
+        module, function = prepare.split(":")
+        getattr(importlib.import_module(module), function)()
+    gc.freeze()  # the collector leaves the server's objects alone, so children copy fewer pages on write
+    control = socket.socket(fileno=int(control_fd))
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below through wake_w
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller handles the user's Ctrl-C
+    children: dict[int, Connection] = {}
+    while True:
+        ready, _, _ = select.select([control, wake_r], [], [])
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+            _reap(children)
+        if control in ready:
+            try:
+                msg, fds, _, _ = socket.recv_fds(control, 1, 1)
+            except OSError:
+                msg = b""
+            if not msg:  # the caller is gone
+                for pid in children:
+                    _kill(pid)
+                os._exit(0)
+            pid = os.fork()
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                for fd in (control.detach(), wake_r, wake_w, *(c.fileno() for c in children.values())):
+                    os.close(fd)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _child(Connection(fds[0]))
+            children[pid] = Connection(fds[0])
+            control.sendall(struct.pack("q", pid))
+
+
+def _reap(children: dict[int, Connection]) -> None:
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is not None:
+            try:
+                conn.send_bytes(pickle.dumps(("exited", os.waitstatus_to_exitcode(status))))
+            except OSError:  # the caller stopped listening (it had its result)
+                pass
+            conn.close()
+
+
+def _child(conn: Connection) -> None:
+    def send(message) -> None:
+        conn.send_bytes(pickle.dumps(("message", message), pickle.HIGHEST_PROTOCOL))
+
+    try:
+        warm = pickle.loads(conn.recv_bytes())
+        if warm is not None:
+            try:
+                warm[0](warm[1])
+            except Exception:  # noqa: BLE001, S110 - a failed warm-up only makes the call slower; the call reports errors
+                pass
+        target, setup = pickle.loads(conn.recv_bytes())
+        result = target(setup, lambda: pickle.loads(conn.recv_bytes()), send)
+        reply = pickle.dumps(("result", result), pickle.HIGHEST_PROTOCOL)
+    except BaseException as e:  # noqa: BLE001 - tell the caller, in one line, instead of a traceback here
+        reply = pickle.dumps(("error", f"{type(e).__name__}: {e}"))
+    try:
+        conn.send_bytes(reply)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(0)
