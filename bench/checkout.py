@@ -7,6 +7,7 @@ before the slow imports, so a second driver is refused at once.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -90,7 +91,33 @@ def refuse_foreign(output: Path) -> None:
 
 def file_in_the_way(folder: Path) -> Path | None:
     """The first existing part of `folder` (itself or a parent) that is a file, not a folder, if any."""
-    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    return next((p for p in (folder, *folder.parents) if _exists(p) and not p.is_dir()), None)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
+LONGEST_INSIDE = 160  # characters the tool adds below an output folder (suite/forget set/record file names)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written below `folder`, checked before any work: a file in its place,
+    a read-only existing part, a name or whole path too long for the file system. None if none."""
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if _exists(p))
+    name_max, path_max = os.pathconf(existing, "PC_NAME_MAX"), os.pathconf(existing, "PC_PATH_MAX")
+    if any(len(os.fsencode(part)) > name_max for part in folder.parts):
+        return f"a name in it is longer than the file system's {name_max} bytes; use shorter names"
+    if len(os.fsencode(str(folder.absolute()))) + LONGEST_INSIDE > path_max:
+        return f"the path is too long for the files written below it (limit {path_max} bytes); use a shorter path"
+    if (blocker := file_in_the_way(folder)) is not None:
+        return f"'{blocker}' is a file, not a folder; pass a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"'{existing}' cannot be written (read-only or not yours); pass a folder you can write to"
+    return None
 
 
 def results_folder(given: Path | None, allow_dirty: bool) -> Path:

@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench.checkout import file_in_the_way
+from bench.checkout import folder_problem
 from bench.errors import UserError
 from bench.files import ResultsLock
 
@@ -115,8 +115,8 @@ def _check(args, results: Path) -> None:
     board = _board(args, results)
     for flag, folder in (("--results", results), ("--cache-dir", getattr(args, "cache_dir", None)),
                          ("--leaderboard", board.parent)):
-        if folder is not None and (blocker := file_in_the_way(folder)) is not None:
-            raise UserError(f"{flag} '{folder}': '{blocker}' is a file, not a folder; pass a folder.")
+        if folder is not None and (problem := folder_problem(folder)) is not None:
+            raise UserError(f"{flag} '{folder}': {problem}.")
     if board.is_dir():
         raise UserError(f"--leaderboard '{board}' is a folder; pass a file name such as {board / 'leaderboard.md'}.")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", getattr(args, "device", "auto")):

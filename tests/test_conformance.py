@@ -129,3 +129,46 @@ def test_cheats_through_the_callers_frames_find_nothing(name, tmp_path, forget_p
     assert results["same_architecture"] == f"the method failed: {error}"
     with pytest.raises(ContractError, match=f"check_same_architecture failed: the method failed: {re.escape(error)}"):
         check_method(name)
+
+
+def _published_tuned(name: str) -> dict:
+    """{protocol: config} of `name` from the published digits tuned.yaml (the board's configs)."""
+    from pathlib import Path
+
+    from bench.plan import resolve_config
+    from bench.tuned import Tuned, read_tuned
+
+    suite = load_suite("digits")
+    entries = read_tuned(Path(__file__).parent.parent / "results" / "digits" / "tuned.yaml").get(name, {})
+    return {spec.protocol: resolve_config(suite, name, Tuned(entries[spec.display_name]["values"], 0))[0]
+            for spec in suite.forget_sets if spec.display_name in entries}
+
+
+# Found by this test: SSD's published class-0 config (alpha 2.61, dampening 0.585) wipes out
+# class 4 on seed 0 (retain accuracy 2.2%; the seed-0 record's retain accuracy is 76.4% against
+# retrain's 95.7%). Tuning does not yet reject configs that wipe out a retained class.
+KNOWN_BROKEN = {"ssd": "class_forgetting_behaviour: a retained class is wiped out by the published class-0 config"}
+TUNED = [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BROKEN[m])) if m in KNOWN_BROKEN else m
+         for m in METHODS if _published_tuned(m)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TUNED)
+def test_the_published_tuned_configs_keep_the_contract(name):
+    """The configs on the board, not only the suite's starting points, keep every check."""
+    configs = _published_tuned(name)
+    broken = {check: why for check, why in contract(name, configs["random"], configs).items() if why}
+    assert broken == {}, f"{name}: {broken}"
+
+
+def test_the_behaviour_check_covers_class_only_methods(tmp_path, forget_plugins):
+    """A bias-killing method registered as class-only used to pass every check: the class
+    forgetting behaviour check now runs it, and names the wiped-out class."""
+    path = tmp_path / "bias_kill_class.py"
+    path.write_text(textwrap.dedent(BROKEN["bias_kill"][1]).replace(
+        '@register_method("bias_kill", deterministic=True)',
+        '@register_method("bias_kill_class", deterministic=True, protocols=("class",))'))
+    load_plugin(str(path))
+    results = contract("bias_kill_class")
+    assert results["random_forgetting_behaviour"] is None  # not meant for random forgetting
+    assert "class 3 is wiped out" in results["class_forgetting_behaviour"]

@@ -164,3 +164,27 @@ def test_a_link_out_of_the_results_is_named_as_a_link(tmp_path):
     (tmp_path / "results" / "suite").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(UserError, match="through the link '.*results/suite'"):
         inside(tmp_path / "results", tmp_path / "results" / "suite" / "figures" / "a.png")
+
+
+@pytest.mark.parametrize("flag, folder, message", [
+    ("--results", "r" * 300, "a name in it is longer than the file system's 255 bytes; use shorter names"),
+    ("--cache-dir", "/".join(["c" * 200] * 21), "the path is too long for the files written below it"),
+])
+def test_a_folder_whose_names_are_too_long_is_refused_before_any_work(cli, tiny_suite, flag, folder, message):
+    code, _, err = cli("run", tiny_suite(), "--quiet", flag, folder, *(["--results", "r"] if flag != "--results" else []))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not Path("r").exists() and not list(Path(".").glob("r*"))
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_any_work(cli, tiny_suite, monkeypatch):
+    """Checked with os.access (as root every folder is writable, so the check is shown by a stand-in)."""
+    import bench.checkout as checkout
+
+    Path("locked").mkdir()
+    real = checkout.os.access
+    monkeypatch.setattr(checkout.os, "access", lambda p, mode: Path(p).name != "locked" and real(p, mode))
+    code, _, err = cli("run", tiny_suite(), "--quiet", "--cache-dir", "locked/cache", "--results", "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.strip().endswith(f"--cache-dir 'locked/cache': '{Path('locked').absolute()}' cannot be written "
+                                "(read-only or not yours); pass a folder you can write to.")
+    assert not Path("r").exists() and list(Path("locked").iterdir()) == []
