@@ -29,8 +29,10 @@ methods meant for its protocol (`protocols`).
 
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
+import functools
 import gc
 import sys
 import tempfile
@@ -95,12 +97,13 @@ def canary(test: Split) -> Split:
 
 
 def problem(root: Path, suite_text: str = TINY_SUITE, seed: int = 0, forget_set: int = 0,
-            guard_test=None) -> Problem:
+            guard_test=None, cache_dir: Path | None = None) -> Problem:
     """A small unlearning problem in `root`: a workspace of `suite_text` (its test split wrapped by
-    `guard_test`), the original model of `seed` and the data of forget set number `forget_set`."""
+    `guard_test`), the original model of `seed` and the data of forget set number `forget_set`.
+    Models are cached in `cache_dir` (default: `root`/cache)."""
     path = root / "suite.yaml"
     path.write_text(suite_text)
-    ws = Workspace(load_suite(str(path)), Folders(results_dir=root / "results", cache_dir=root / "cache",
+    ws = Workspace(load_suite(str(path)), Folders(results_dir=root / "results", cache_dir=cache_dir or root / "cache",
                                                    progress=Progress(enabled=False)), guard_test)
     data = ws.unlearn_data(ws.forget_set(ws.suite.forget_sets[forget_set]))
     return Problem(ws, ws.original(seed)[0], data)
@@ -189,6 +192,15 @@ def class_forgetting_behaviour(entry, config, root: Path) -> str | None:
     return _behaviour(entry, config, root, "class")
 
 
+@functools.cache
+def _shared_cache() -> Path:
+    """A cache of this process for the behaviour checks' digits originals (keyed by content, so
+    every method's check trains each seed's original once), removed when the process ends."""
+    folder = tempfile.TemporaryDirectory(prefix="unlearn-bench-behaviour-")
+    atexit.register(folder.cleanup)
+    return Path(folder.name)
+
+
 def _behaviour(entry, config, root: Path, protocol: str) -> str | None:
     """Runs the method with `config` on the digits suite's first forget set of `protocol` (random
     10%, or class 0) on each behaviour seed; None if it forgot sensibly, else what went wrong.
@@ -201,7 +213,7 @@ def _behaviour(entry, config, root: Path, protocol: str) -> str | None:
     suite_text = digits.read_text()
     forget_set = next(i for i, spec in enumerate(load_suite(str(digits)).forget_sets) if spec.protocol == protocol)
     for seed in BEHAVIOUR_SEEDS:
-        p = problem(root, suite_text, seed=seed, forget_set=forget_set)
+        p = problem(root, suite_text, seed=seed, forget_set=forget_set, cache_dir=_shared_cache())
         model, _, status, error = call_method(entry, p.original, p.data, config, p.ws.context(seed, entry.name))
         if status != "ok":
             return f"seed {seed}: the method {status}: {error}"

@@ -131,10 +131,10 @@ def prepare_server() -> None:
     from bench.methods_loader import import_builtin_methods
 
     torch.set_num_threads(1)
-    _pools = threadpools()
     import_builtin_methods()
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
     warm_up(net, torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))
+    _pools = threadpools()  # last: the pools of every library loaded above
 
 
 def _warm(spec) -> None:

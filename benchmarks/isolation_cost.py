@@ -14,7 +14,7 @@ works, as in a suite. It prints the median seconds per call of both, per method,
 seconds the suite's calls would take (each method's median difference times its number of
 calls in `tune` + `run`: trials, runs, U-LiRA references).
 
-    python benchmarks/isolation_cost.py digits --repeats 5 [--cache-dir DIR]
+    python benchmarks/isolation_cost.py digits --repeats 5 [--cache-dir DIR] [--data-root DIR] [--methods M ...]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.data import data_root_or_env
 from bench.evaluate import per_example_outputs
 from bench.execute import _call_in_child, call_method, rng_states
 from bench.methods_loader import method_registry
@@ -47,10 +48,13 @@ def main() -> None:
     parser.add_argument("suite")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--data-root", default=None, help="where datasets live (default: $UNLEARN_BENCH_DATA)")
+    parser.add_argument("--methods", nargs="+", default=None, help="only these (default: the suite's)")
     args = parser.parse_args()
     suite = load_suite(args.suite)
     with tempfile.TemporaryDirectory() as tmp:
-        folders = Folders(results_dir=Path(tmp), progress=Progress(enabled=False))
+        folders = Folders(results_dir=Path(tmp), data_root=data_root_or_env(args.data_root),
+                          progress=Progress(enabled=False))
         if args.cache_dir:
             folders.cache_dir = Path(args.cache_dir)
         ws = Workspace(suite, folders)
@@ -60,7 +64,7 @@ def main() -> None:
             suite.attack_settings.ulira_references * len(suite.forget_sets) if "ulira" in suite.attacks else 0)
         total = {"isolated": 0.0, "in-process": 0.0}
         print(f"{'method':16s} {'isolated s':>11s} {'in-process s':>13s} {'ratio':>6s}")
-        for name, _ in suite.methods:
+        for name in args.methods or [name for name, _ in suite.methods]:
             entry = method_registry().get(name)
             times = {"isolated": [], "in-process": []}
             for spec in suite.forget_sets:

@@ -84,6 +84,7 @@ def test_broken_plugins_are_named(cli, tmp_path, forget_plugins):
                           "'finetune' is registered twice")
 
 
+@pytest.mark.slow
 def test_a_dirty_checkout_does_not_write_its_published_results(cli, tiny_suite, tmp_path, monkeypatch):
     """The results folder inside the checkout takes records from a clean commit only: with edited
     code a run goes to local-results/ (git-ignored) and says so in one line; a --results folder

@@ -5,6 +5,8 @@ ones a run without the offending plugin makes."""
 import copy
 from pathlib import Path
 
+import pytest
+
 
 from bench.store import load_records
 from conftest import TINY_SUITE
@@ -84,6 +86,8 @@ import inspect
 import copy
 from pathlib import Path
 
+import pytest
+
 import torch
 from bench.api import register_method
 
@@ -139,3 +143,51 @@ def test_a_method_finds_no_route_to_the_test_split(tmp_path, forget_plugins):
     entry.fn(copy.deepcopy(p.original), p.data.private_copy(), None, p.ws.context(0, "hunt"))  # in this process
     found = report.read_text()
     assert ".test" in found and ".train_part" in found and "gc: a tensor holding a test image" in found
+
+
+SLEEPER = '''
+import time
+from pathlib import Path
+from bench.api import register_method
+
+
+@register_method("sleeper")
+def sleeper(model, data, cfg, ctx):
+    """Sleeps long enough to be interrupted."""
+    Path({started!r}).write_text("started")
+    time.sleep(60)
+    return model
+'''
+
+
+@pytest.mark.slow
+def test_the_users_ctrl_c_ends_the_sweep_and_the_method_process(tiny_suite, tmp_path):
+    """SIGINT reaches the whole process group: the method's process ignores it and is killed by
+    the driver, which stops the sweep as interrupted (exit 130), writing no record of the call."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started = tmp_path / "started"
+    plugin = tmp_path / "sleeper.py"
+    plugin.write_text(SLEEPER.format(started=str(started)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    driver = subprocess.Popen([sys.executable, "-m", "bench", "run", str(_suite(tiny_suite, ["sleeper"])), "--quiet",
+                               "--seeds", "0", "--no-leaderboard", "--plugin", str(plugin), "--results", "r"],
+                              cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists()
+    sleepers = subprocess.run(["pgrep", "-s", str(driver.pid), "-f", "unlearn-bench|bench"], capture_output=True,
+                              text=True).stdout.split()
+    os.killpg(driver.pid, signal.SIGINT)
+    _, err = driver.communicate(timeout=30)
+    assert driver.returncode == 130 and "interrupted; finished runs are recorded, rerun to resume." in err
+    alive = lambda: [pid for pid in sleepers if Path(f"/proc/{pid}").exists()]  # noqa: E731
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(sleepers) >= 3 and alive() == []  # driver, fork server, the sleeping child and not [r for r in load_records(tmp_path / "r") if r["method"] == "sleeper"]

@@ -99,6 +99,7 @@ def test_editing_the_training_loop_invalidates_the_cached_originals(tmp_path, mo
     assert len(trained) == 2
 
 
+@pytest.mark.slow
 def test_rescore_adds_a_new_attack_without_training_or_unlearning(cli, tiny_suite, tmp_path):
     from conftest import TINY_SUITE
 
