@@ -83,10 +83,13 @@ class CrashOnceConfig:
 
 @register_method("crash_once", config=CrashOnceConfig)
 def crash_once(model, data, cfg, ctx):
-    """Fine-tunes on retain; the first call ever kills its own process with SIGKILL."""
+    """Fine-tunes on retain; the first call ever kills the Ray worker that made it with SIGKILL (the
+    call runs in a child of the worker's fork server, so the worker is its grandparent)."""
     if not MARKER.exists():
-        MARKER.write_text(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGKILL)
+        server = os.getppid()
+        worker = int(Path(f"/proc/{{server}}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        MARKER.write_text(str(worker))
+        os.kill(worker, signal.SIGKILL)
     return minimise(model, cfg, ctx, batches=lambda: ctx.batches(data.retain, cfg.batch_size),
                     loss=lambda b: F.cross_entropy(model(b[0]), b[1]), steps_per_epoch=steps(data.retain, cfg.batch_size))
 '''
