@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
+import math
 import pickle
 import random
 import time
@@ -30,6 +32,7 @@ from bench.sandbox import ChildFailed, run_isolated
 from bench.train import check_finite
 
 CHANGED_DATA = "the method changed its input data (data is read-only)"
+STATUSES = ("ok", "failed", "diverged")
 _pools = None  # the fork server's threadpoolctl controller, inherited by its children (finding it takes ~10 ms)
 
 
@@ -82,17 +85,51 @@ def call_method(entry, model: nn.Module, data, config, ctx) -> tuple[nn.Module, 
     warm = (_warm, (ctx.new_model, ctx.policy, tuple(data.retain.x.shape[1:]), ctx.recipe.batch_size,
                     data.num_classes))
     started = time.perf_counter()
+    result = copy.deepcopy(model)
     try:
-        return run_isolated(_call_in_child, setup, payload, lambda message: ctx.progress(*message), warm,
-                            prepare_server)
+        (status, error, cost), blob = run_isolated(_call_in_child, setup, payload, lambda m: _progress(ctx, m),
+                                                   warm, prepare_server)
+        if status not in STATUSES or not (error is None or isinstance(error, str)):
+            raise ChildFailed("its process sent a result that is not one")
+        if status != "failed":
+            _load_state(result, blob)
+        return result, _checked_cost(cost), status, error
     except ChildFailed as e:
         cost = {"wall_s": time.perf_counter() - started, "gpu_s": None, "cpu_s": None, "peak_mem_bytes": None,
                 "flops": None}
-        return copy.deepcopy(model), cost, "failed", str(e)
+        return result, cost, "failed", str(e)
 
 
-def _call_in_child(setup, receive, send) -> tuple[nn.Module, dict, str, str | None]:
-    """The child's side of `call_method`: load the method, take the payload, call it once."""
+def _progress(ctx, message) -> None:
+    if isinstance(message, list) and len(message) == 2 and all(type(v) is int for v in message):
+        ctx.progress(*message)
+
+
+def _load_state(model: nn.Module, blob: bytes) -> None:
+    """Load the state dict the child sent into `model` (the caller's copy of the original): read
+    with torch.load(weights_only=True), so only tensors and plain containers, no code of the
+    method's; the same keys and shapes, else ChildFailed."""
+    try:
+        state = torch.load(io.BytesIO(blob), map_location=next(model.parameters()).device, weights_only=True)
+        want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        if not isinstance(state, dict) or {k: tuple(v.shape) for k, v in state.items()} != want:
+            raise ValueError("other keys or shapes")
+        model.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001 - whatever the child sent, the call fails with the reason
+        raise ChildFailed(f"returned a model of another architecture than the original ({e})") from None
+
+
+def _checked_cost(cost) -> dict:
+    """The cost the child measured, if every number is finite and not negative, else ChildFailed."""
+    numbers = [v for v in cost.values() if not isinstance(v, str) and v is not None] if isinstance(cost, dict) else [0j]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in numbers):
+        raise ChildFailed(f"its process reported an impossible cost ({cost})")
+    return cost
+
+
+def _call_in_child(setup, receive, send) -> tuple[list, bytes]:
+    """The child's side of `call_method`: load the method, take the payload, call it once;
+    ([status, error, cost], the returned model's state dict saved with torch.save)."""
     fn = load_method(*setup).fn
     model, data, config, ctx, rng = receive()
     set_rng_states(rng)
@@ -118,7 +155,10 @@ def _call_in_child(setup, receive, send) -> tuple[nn.Module, dict, str, str | No
         status, error = "failed", f"changed global state ({'; '.join(changed)})"
     elif not data.same_as(handed):
         status, error = "failed", CHANGED_DATA
-    return model, cost, status, error
+    blob = io.BytesIO()
+    if status != "failed":
+        torch.save(model.state_dict(), blob)
+    return [status, error, cost], blob.getvalue()
 
 
 def prepare_server() -> None:

@@ -17,14 +17,20 @@ the first backward pass) takes ~2.5 s, and a fresh process's first training step
 ~0.2-1.7 s; the server pays both once. Why not multiprocessing's "forkserver": each of its
 children imports the caller's `__main__` again (a script without a main guard would run twice).
 
-Inputs and results travel as plain pickles (copies), never as shared memory, so a child that
-writes into what it was sent changes only its own copy.
+Inputs travel to the child as plain pickles (copies), never as shared memory, so a child that
+writes into what it was sent changes only its own copy. Nothing from the child is unpickled
+here: its messages and result are JSON, plus one blob of bytes for the caller to read safely
+(`bench.execute` reads a state dict with `torch.load(weights_only=True)`), so no code of the
+child's choosing runs in the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import importlib
+import json
 import os
 import pickle
 import select
@@ -34,6 +40,7 @@ import struct
 import subprocess
 import sys
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Callable
 
 _server: _Server | None = None
@@ -43,6 +50,7 @@ _server: _Server | None = None
 # epoch took 3.15-4.12 s in a child against 3.04-3.32 s in the caller without this, 2.84-3.13 s
 # against 2.87-3.66 s with it (5 interleaved pairs each, 2 cores).
 MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864"
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
 class ChildFailed(Exception):
@@ -50,37 +58,43 @@ class ChildFailed(Exception):
 
 
 def run_isolated(target: Callable, setup: Any, payload: Any, on_message: Callable[[Any], None],
-                 warm: tuple[Callable, Any] | None = None, prepare: Callable[[], None] | None = None) -> Any:
-    """`target(setup, receive, send)` in a fresh child process; what it returns.
+                 warm: tuple[Callable, Any] | None = None,
+                 prepare: Callable[[], None] | None = None) -> tuple[Any, bytes]:
+    """`target(setup, receive, send)` in a fresh child process; what it returns, (JSON value, bytes).
 
     target: a module-level function (it is sent by reference). setup: small, plain data the
     child unpickles first (e.g. which plugin to import before `payload` can be unpickled);
-    `receive()` in the child returns `payload`; `send(message)` in the child calls
+    `receive()` in the child returns `payload`; `send(message)` (JSON) in the child calls
     `on_message(message)` here. warm: (module-level function, argument) the child runs first,
     e.g. a warm-up step on random inputs of the caller's shapes. When a call ends, the next
     child is forked and warmed at once (same `warm`), so that its start overlaps with what the
     caller does between calls. prepare: a module-level function the fork server runs once when
-    it starts (the first call starts it), e.g. imports and a warm-up. The user's Ctrl-C is handled here: children ignore SIGINT and
-    this call's child is killed when the call ends early. Raises ChildFailed naming the cause
-    (exit code, signal, or the error that kept the child from sending a result)."""
+    it starts (the first call starts it), e.g. imports and a warm-up. The user's Ctrl-C is
+    handled here: children ignore SIGINT and this call's child is killed when the call ends
+    early. Raises ChildFailed naming the cause (exit code, signal, or the error that kept the
+    child from sending a result); a fork server that died is started again by the next call."""
     global _server
     if _server is None or not _server.usable():
         _server = _Server(prepare)
     key = pickle.dumps(warm, pickle.HIGHEST_PROTOCOL)
-    pid, conn = _server.child(key)
+    try:
+        pid, conn = _server.child(key)
+    except OSError:
+        raise ChildFailed("the fork server ended; nothing could be run") from None
     done = False
     try:
         conn.send_bytes(pickle.dumps((target, setup), pickle.HIGHEST_PROTOCOL))
         conn.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
         while True:
-            kind, value = pickle.loads(conn.recv_bytes())
+            kind, value = _parsed(conn.recv_bytes())
             if kind == "message":
                 on_message(value)
                 continue
-            done = kind == "result"
-            if done:
-                return value
-            raise ChildFailed(value if kind == "error" else _ended(value))
+            if kind == "result":
+                blob = conn.recv_bytes()
+                done = True
+                return value, blob
+            raise ChildFailed(str(value) if kind == "error" else _ended(value))
     except (EOFError, OSError):  # the server died with its children
         raise ChildFailed("its process ended before sending a result") from None
     finally:
@@ -88,7 +102,19 @@ def run_isolated(target: Callable, setup: Any, payload: Any, on_message: Callabl
             _kill(pid)
         conn.close()
         if sys.exc_info()[0] in (None, ChildFailed):  # not on Ctrl-C: nothing more will be called
-            _server.prefork(key)
+            with contextlib.suppress(OSError):  # the server is gone: the next call starts another
+                _server.prefork(key)
+
+
+def _parsed(frame: bytes) -> tuple[str, Any]:
+    """A child's frame: ["message" | "result" | "error", value], or the server's ["exited", code]."""
+    try:
+        kind, value = json.loads(frame)
+    except (ValueError, TypeError):
+        raise ChildFailed("its process sent something that is not a message or a result") from None
+    if kind == "exited" and not isinstance(value, int):
+        raise ChildFailed("its process sent something that is not a message or a result")
+    return kind, value
 
 
 def _kill(pid: int) -> None:
@@ -161,6 +187,9 @@ def serve(control_fd: str, prepare: str) -> None:
         module, function = prepare.split(":")
         getattr(importlib.import_module(module), function)()
     gc.freeze()  # the collector leaves the server's objects alone, so children copy fewer pages on write
+    # Processes a child leaves behind (a method's own children, double-forked or not) become
+    # this server's when their parents end, and are killed (`_reap`).
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     control = socket.socket(fileno=int(control_fd))
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -194,37 +223,56 @@ def serve(control_fd: str, prepare: str) -> None:
 
 
 def _reap(children: dict[int, Connection]) -> None:
-    while children:
-        pid, status = os.waitpid(-1, os.WNOHANG)
+    """Reap ended children, report their exit codes, and kill any process a child left behind."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
         if pid == 0:
-            return
+            break
         conn = children.pop(pid, None)
         if conn is not None:
             try:
-                conn.send_bytes(pickle.dumps(("exited", os.waitstatus_to_exitcode(status))))
+                conn.send_bytes(json.dumps(["exited", os.waitstatus_to_exitcode(status)]).encode())
             except OSError:  # the caller stopped listening (it had its result)
                 pass
             conn.close()
+    for pid in _adopted(children):
+        _kill(pid)
+
+
+def _adopted(children: dict[int, Connection]) -> list[int]:
+    """This server's child processes that it did not fork: descendants of its children, which
+    it adopts as a subreaper (PR_SET_CHILD_SUBREAPER) when their parents end."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.isdigit() and int(fields[1]) == me and int(entry) not in children:
+            found.append(int(entry))
+    return found
 
 
 def _child(conn: Connection) -> None:
     def send(message) -> None:
-        conn.send_bytes(pickle.dumps(("message", message), pickle.HIGHEST_PROTOCOL))
+        conn.send_bytes(json.dumps(["message", message]).encode())
 
     try:
         warm = pickle.loads(conn.recv_bytes())
         if warm is not None:
-            try:
+            with contextlib.suppress(Exception):  # a failed warm-up only slows the call; the call reports errors
                 warm[0](warm[1])
-            except Exception:  # noqa: BLE001, S110 - a failed warm-up only makes the call slower; the call reports errors
-                pass
         target, setup = pickle.loads(conn.recv_bytes())
-        result = target(setup, lambda: pickle.loads(conn.recv_bytes()), send)
-        reply = pickle.dumps(("result", result), pickle.HIGHEST_PROTOCOL)
+        value, blob = target(setup, lambda: pickle.loads(conn.recv_bytes()), send)
+        replies = [json.dumps(["result", value]).encode(), blob]
     except BaseException as e:  # noqa: BLE001 - tell the caller, in one line, instead of a traceback here
-        reply = pickle.dumps(("error", f"{type(e).__name__}: {e}"))
+        replies = [json.dumps(["error", f"{type(e).__name__}: {e}"]).encode()]
     try:
-        conn.send_bytes(reply)
+        for reply in replies:
+            conn.send_bytes(reply)
         sys.stdout.flush()
         sys.stderr.flush()
     finally:

@@ -81,7 +81,8 @@ def main() -> None:
             med = {way: statistics.median(t) for way, t in times.items()}
             for way in total:
                 total[way] += med[way] * calls_per_method
-            print(f"{name:16s} {med['isolated']:11.4f} {med['in-process']:13.4f} {med['isolated'] / med['in-process']:6.2f}")
+            ratio = med["isolated"] / med["in-process"]
+            print(f"{name:16s} {med['isolated']:11.4f} {med['in-process']:13.4f} {ratio:6.2f}")
         extra = total["isolated"] - total["in-process"]
         print(f"{calls_per_method} calls per method in tune + run: calls take {total['in-process']:.1f} s in-process, "
               f"{total['isolated']:.1f} s isolated: {extra:+.1f} s")

@@ -37,12 +37,63 @@ _make("segfaults", lambda ctx: os.kill(os.getpid(), signal.SIGSEGV))
 _make("interrupts", lambda ctx: (_ for _ in ()).throw(KeyboardInterrupt()))
 _make("flips_memory", lambda ctx: [o.bitwise_not_() for o in gc.get_objects()
                                    if isinstance(o, torch.Tensor) and o.dtype == torch.uint8])
+
+
+class Evil:  # runs code wherever it is unpickled
+    def __reduce__(self):
+        return (exec, ("import torch; torch.Tensor.argmax = lambda s, *a, **k: torch.zeros(s.shape[0], dtype=torch.long)",))
+
+
+def pickles_code(model, data, cfg, ctx):
+    """Returns a model that runs code when unpickled."""
+    model.note = Evil()
+    return model
+
+
+def hooks_model(model, data, cfg, ctx):
+    """Returns a model whose forward hook answers with the labels it finds in the caller's frames."""
+    import sys
+    import torch.nn.functional as F
+
+    def cheat(module, inputs, out):
+        frame = sys._getframe(1)
+        while frame is not None and "y" not in frame.f_locals:
+            frame = frame.f_back
+        return out if frame is None else F.one_hot(frame.f_locals["y"], out.shape[1]).float() * 20
+    model.register_forward_hook(cheat)
+    return model
+
+
+def lingers(model, data, cfg, ctx):
+    """Leaves a double-forked process behind that acts after the call."""
+    import time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(2)
+            open(os.environ["LINGER_MARKER"], "w").write("still here")
+        os._exit(0)
+    return model
+
+
+def kills_server(model, data, cfg, ctx):
+    """Kills the fork server its process came from, then returns."""
+    import time
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(0.5)
+    return model
+
+
+for fn in (pickles_code, hooks_model, lingers, kills_server):
+    register_method(fn.__name__)(fn)
 '''
 ROUTES = {"float64": "torch default dtype torch.float32 -> torch.float64",
           "no_grad": "torch gradient mode True -> False", "threads": "torch thread count 1 -> 2",
           "chdir": "working directory", "exits": "called exit(3)",
           "hard_exit": "its process ended (exit code 0) before sending a result",
           "segfaults": "its process was killed by SIGSEGV", "interrupts": "raised KeyboardInterrupt"}
+# recorded ok: they harm nothing (kills_server's call still returns; the next call starts a server)
+HARMLESS = ("shifts_batches", "flips_memory", "pickles_code", "hooks_model", "lingers", "kills_server")
 
 
 def _suite(tiny_suite, methods):
@@ -50,13 +101,20 @@ def _suite(tiny_suite, methods):
     return tiny_suite(TINY_SUITE.replace("  retrain: {}\n", "  retrain: {}\n" + listed), f"s{len(methods)}.yaml")
 
 
-def test_poisoning_routes_fail_their_own_run_and_leave_later_runs_alone(cli, tiny_suite, tmp_path, forget_plugins):
+def test_poisoning_routes_fail_their_own_run_and_leave_later_runs_alone(cli, tiny_suite, tmp_path, forget_plugins,
+                                                                        monkeypatch):
+    """Includes what a method returns: a model that runs code when unpickled, or carries a
+    forward hook reading the caller's labels, comes back as weights only (a state dict read
+    with weights_only=True); processes a call leaves behind are killed when it ends."""
+    import time
+
+    marker = tmp_path / "lingered"
+    monkeypatch.setenv("LINGER_MARKER", str(marker))
     plugin = tmp_path / "poison.py"
     plugin.write_text(POISON)
     args = ("--quiet", "--seeds", "0", "--no-leaderboard", "--plugin", plugin)
     assert cli("run", _suite(tiny_suite, []), *args, "--results", "clean")[0] == 0
-    code, _, err = cli("run", _suite(tiny_suite, ["shifts_batches", "flips_memory", *ROUTES]), *args,
-                       "--results", "poisoned")
+    code, _, err = cli("run", _suite(tiny_suite, [*HARMLESS, *ROUTES]), *args, "--results", "poisoned")
     assert code == 0, err
     records = {r["method"]: r for r in load_records(Path("poisoned"))}
     for method, reason in ROUTES.items():
@@ -67,6 +125,11 @@ def test_poisoning_routes_fail_their_own_run_and_leave_later_runs_alone(cli, tin
         assert records[method]["metrics"] == clean[method]["metrics"], method  # untouched by the poison
         assert records[method]["env"]["threads"] == 1
     assert not list(Path("/").glob("poisoned"))  # no later output moved by the chdir
+    for method in ("pickles_code", "hooks_model"):  # the original's weights, scored as such
+        assert records[method]["status"] == "ok"
+        assert records[method]["metrics"]["test_acc"] == clean["original"]["metrics"]["test_acc"]
+    time.sleep(3)
+    assert not marker.exists()  # the lingering process was killed
 
 
 def test_a_method_file_that_changes_global_state_on_import_is_refused(cli, tiny_suite, tmp_path, forget_plugins):
@@ -190,4 +253,5 @@ def test_the_users_ctrl_c_ends_the_sweep_and_the_method_process(tiny_suite, tmp_
     deadline = time.monotonic() + 10
     while alive() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(sleepers) >= 3 and alive() == []  # driver, fork server, the sleeping child and not [r for r in load_records(tmp_path / "r") if r["method"] == "sleeper"]
+    assert len(sleepers) >= 3 and alive() == []  # driver, fork server, the sleeping child
+    assert not [r for r in load_records(tmp_path / "r") if r["method"] == "sleeper"]
