@@ -17,6 +17,8 @@ the first backward pass) takes ~2.5 s, and a fresh process's first training step
 ~0.2-1.7 s; the server pays both once. Why not multiprocessing's "forkserver": each of its
 children imports the caller's `__main__` again (a script without a main guard would run twice).
 
+A child writes files only in a scratch folder of its own (`bench.landlock`, where the kernel
+has it), and processes it leaves behind are killed when it ends (the server is a subreaper).
 Inputs travel to the child as plain pickles (copies), never as shared memory, so a child that
 writes into what it was sent changes only its own copy. Nothing from the child is unpickled
 here: its messages and result are JSON, plus one blob of bytes for the caller to read safely
@@ -34,14 +36,18 @@ import json
 import os
 import pickle
 import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
+
+from bench.landlock import deny_writes
 
 _server: _Server | None = None
 # glibc's malloc in a fresh process maps and unmaps every block over 128 KiB (a training batch's
@@ -232,6 +238,7 @@ def _reap(children: dict[int, Connection]) -> None:
         if pid == 0:
             break
         conn = children.pop(pid, None)
+        shutil.rmtree(_scratch(pid), ignore_errors=True)
         if conn is not None:
             try:
                 conn.send_bytes(json.dumps(["exited", os.waitstatus_to_exitcode(status)]).encode())
@@ -265,6 +272,7 @@ def _child(conn: Connection) -> None:
         if warm is not None:
             with contextlib.suppress(Exception):  # a failed warm-up only slows the call; the call reports errors
                 warm[0](warm[1])
+        _restrict_writes()
         target, setup = pickle.loads(conn.recv_bytes())
         value, blob = target(setup, lambda: pickle.loads(conn.recv_bytes()), send)
         replies = [json.dumps(["result", value]).encode(), blob]
@@ -277,3 +285,16 @@ def _child(conn: Connection) -> None:
         sys.stderr.flush()
     finally:
         os._exit(0)
+
+
+def _scratch(pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"unlearn-bench-call-{pid}"
+
+
+def _restrict_writes() -> None:
+    """From here on this child writes files only in a scratch folder of its own (also its temp
+    folder; removed when it ends) and its /proc entry (`bench.landlock`)."""
+    scratch = _scratch(os.getpid())
+    scratch.mkdir()
+    os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
+    deny_writes([scratch, Path(f"/proc/{os.getpid()}")])

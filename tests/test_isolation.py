@@ -71,7 +71,7 @@ def lingers(model, data, cfg, ctx):
         os.setsid()
         if os.fork() == 0:
             time.sleep(2)
-            open(os.environ["LINGER_MARKER"], "w").write("still here")
+            open(LINGER_MARKER, "w").write("still here")
         os._exit(0)
     return model
 
@@ -84,14 +84,21 @@ def kills_server(model, data, cfg, ctx):
     return model
 
 
-for fn in (pickles_code, hooks_model, lingers, kills_server):
+def writes_files(model, data, cfg, ctx):
+    """Overwrites a file outside its scratch folder (e.g. the model cache)."""
+    open(WRITE_TARGET, "w").write("poisoned")
+    return model
+
+
+for fn in (pickles_code, hooks_model, lingers, kills_server, writes_files):
     register_method(fn.__name__)(fn)
 '''
 ROUTES = {"float64": "torch default dtype torch.float32 -> torch.float64",
           "no_grad": "torch gradient mode True -> False", "threads": "torch thread count 1 -> 2",
           "chdir": "working directory", "exits": "called exit(3)",
           "hard_exit": "its process ended (exit code 0) before sending a result",
-          "segfaults": "its process was killed by SIGSEGV", "interrupts": "raised KeyboardInterrupt"}
+          "segfaults": "its process was killed by SIGSEGV", "interrupts": "raised KeyboardInterrupt",
+          "writes_files": "PermissionError"}
 # recorded ok: they harm nothing (kills_server's call still returns; the next call starts a server)
 HARMLESS = ("shifts_batches", "flips_memory", "pickles_code", "hooks_model", "lingers", "kills_server")
 
@@ -101,17 +108,16 @@ def _suite(tiny_suite, methods):
     return tiny_suite(TINY_SUITE.replace("  retrain: {}\n", "  retrain: {}\n" + listed), f"s{len(methods)}.yaml")
 
 
-def test_poisoning_routes_fail_their_own_run_and_leave_later_runs_alone(cli, tiny_suite, tmp_path, forget_plugins,
-                                                                        monkeypatch):
+def test_poisoning_routes_fail_their_own_run_and_leave_later_runs_alone(cli, tiny_suite, tmp_path, forget_plugins):
     """Includes what a method returns: a model that runs code when unpickled, or carries a
     forward hook reading the caller's labels, comes back as weights only (a state dict read
     with weights_only=True); processes a call leaves behind are killed when it ends."""
     import time
 
-    marker = tmp_path / "lingered"
-    monkeypatch.setenv("LINGER_MARKER", str(marker))
+    marker, target = tmp_path / "lingered", tmp_path / "cache-file"
+    target.write_text("clean")
     plugin = tmp_path / "poison.py"
-    plugin.write_text(POISON)
+    plugin.write_text(f"LINGER_MARKER, WRITE_TARGET = {str(marker)!r}, {str(target)!r}\n" + POISON)
     args = ("--quiet", "--seeds", "0", "--no-leaderboard", "--plugin", plugin)
     assert cli("run", _suite(tiny_suite, []), *args, "--results", "clean")[0] == 0
     code, _, err = cli("run", _suite(tiny_suite, [*HARMLESS, *ROUTES]), *args, "--results", "poisoned")
@@ -130,6 +136,7 @@ def test_poisoning_routes_fail_their_own_run_and_leave_later_runs_alone(cli, tin
         assert records[method]["metrics"]["test_acc"] == clean["original"]["metrics"]["test_acc"]
     time.sleep(3)
     assert not marker.exists()  # the lingering process was killed
+    assert target.read_text() == "clean"  # writes outside its scratch folder are refused (bench.landlock)
 
 
 def test_a_method_file_that_changes_global_state_on_import_is_refused(cli, tiny_suite, tmp_path, forget_plugins):
@@ -146,10 +153,6 @@ def test_a_method_file_that_changes_global_state_on_import_is_refused(cli, tiny_
 HUNT = '''
 import gc
 import inspect
-import copy
-from pathlib import Path
-
-import pytest
 
 import torch
 from bench.api import register_method
@@ -164,19 +167,19 @@ def _holds_target(obj):
 
 @register_method("hunts_test", deterministic=True)
 def hunts_test(model, data, cfg, ctx):
-    """Looks for the test split through the caller's frames, the workspace and the garbage collector."""
-    found = []
+    """Looks for the test split through the caller's frames, the workspace and the garbage
+    collector; reports what it found in its returned weights (it may not write files)."""
+    found = [0.0, 0.0, 0.0, 0.0]  # .test, .train_part, .splits in a frame; a test image through gc
     frame = inspect.currentframe()
     while frame is not None:
         for value in frame.f_locals.values():
-            for attr in ("test", "train_part", "splits"):
+            for i, attr in enumerate(("test", "train_part", "splits")):
                 if getattr(value, attr, None) is not None and not isinstance(value, type):
-                    found.append(f"frame {{frame.f_code.co_name}}: .{{attr}}")
+                    found[i] = 1.0
         frame = frame.f_back
-    found += ["gc: a tensor holding a test image" for obj in gc.get_objects() if _holds_target(obj)][:1]
-    Path({report!r}).write_text("\\\\n".join(found))
+    found[3] = float(any(_holds_target(obj) for obj in gc.get_objects()))
     with torch.no_grad():
-        next(model.parameters()).add_(1e-3)
+        next(model.parameters()).view(-1)[:4].copy_(torch.tensor(found))
     return model
 '''
 
@@ -194,18 +197,17 @@ def test_a_method_finds_no_route_to_the_test_split(tmp_path, forget_plugins):
     p = problem(tmp_path)
     seen = np.concatenate([p.data.forget.x, p.data.retain.x, p.data.val.x]).reshape(-1, 64)
     only_test = next(x for x in p.ws.test.x if not (seen == x.reshape(1, 64).numpy()).all(1).any())
-    report = tmp_path / "found.txt"
     plugin = tmp_path / "hunt.py"
-    plugin.write_text(HUNT.format(target=only_test.tolist(), report=str(report)))
+    plugin.write_text(HUNT.format(target=only_test.tolist()))
     load_plugin(str(plugin))
     entry = method_registry().get("hunts_test")
-    _, _, status, error = call_method(entry, p.original, p.data, None, p.ws.context(0, "hunt"))
+    found = lambda model: next(model.parameters()).view(-1)[:4].tolist()  # noqa: E731
+    model, _, status, error = call_method(entry, p.original, p.data, None, p.ws.context(0, "hunt"))
     assert status == "ok", error
-    assert report.read_text() == ""
+    assert found(model) == [0.0, 0.0, 0.0, 0.0]
     ws = p.ws  # noqa: F841 - the workspace, in this frame, as the runner holds it
-    entry.fn(copy.deepcopy(p.original), p.data.private_copy(), None, p.ws.context(0, "hunt"))  # in this process
-    found = report.read_text()
-    assert ".test" in found and ".train_part" in found and "gc: a tensor holding a test image" in found
+    here = entry.fn(copy.deepcopy(p.original), p.data.private_copy(), None, p.ws.context(0, "hunt"))  # in this process
+    assert found(here) == [1.0, 1.0, 1.0, 1.0]
 
 
 SLEEPER = '''

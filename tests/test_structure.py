@@ -100,7 +100,7 @@ LAYERS = [
     ("data, models, store", {"bench.data", "bench.models", "bench.store", "bench.forget", "bench.files",
                              "bench.environment", "bench.checkout", "bench.policy", "bench.progress",
                              "bench.metrics", "bench.settings", "bench.image_folder", "bench.journal", "bench.guard",
-                             "bench.sandbox"}),
+                             "bench.sandbox", "bench.landlock"}),
     ("spec, registry", {"bench", "bench.spec", "bench.registry", "bench.errors"}),
 ]
 
