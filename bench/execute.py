@@ -26,9 +26,10 @@ from bench.cost import measure
 from bench.errors import Diverged
 from bench.flops import count_flops
 from bench.guard import global_state_kept
-from bench.methods_loader import load_method
+from bench.method_import import import_builtin_methods, load_method
 from bench.policy import threadpools
 from bench.sandbox import ChildFailed, run_isolated
+from bench.schema import config_values
 from bench.train import check_finite
 
 CHANGED_DATA = "the method changed its input data (data is read-only)"
@@ -81,7 +82,7 @@ def call_method(entry, model: nn.Module, data, config, ctx) -> tuple[nn.Module, 
     Epoch progress reaches `ctx.progress`. Raises KeyboardInterrupt on the user's Ctrl-C.
     """
     setup = (entry.name, entry.fn.__module__, entry.source)
-    payload = (model, data, config, dataclasses.replace(ctx, progress=None), rng_states())
+    payload = (model, data, config_values(config), dataclasses.replace(ctx, progress=None), rng_states())
     warm = (_warm, (ctx.new_model, ctx.policy, tuple(data.retain.x.shape[1:]), ctx.recipe.batch_size,
                     data.num_classes))
     started = time.perf_counter()
@@ -130,8 +131,10 @@ def _checked_cost(cost) -> dict:
 def _call_in_child(setup, receive, send) -> tuple[list, bytes]:
     """The child's side of `call_method`: load the method, take the payload, call it once;
     ([status, error, cost], the returned model's state dict saved with torch.save)."""
-    fn = load_method(*setup).fn
-    model, data, config, ctx, rng = receive()
+    entry = load_method(*setup)
+    model, data, values, ctx, rng = receive()
+    config = entry.config(**values) if values is not None else None  # the method's own config class
+    fn = entry.fn
     set_rng_states(rng)
     ctx.policy.apply(_pools)
     ctx = dataclasses.replace(ctx, progress=lambda done, total: send((done, total)))
@@ -167,8 +170,6 @@ def prepare_server() -> None:
     threads ran cannot use them), so that its children start warm."""
     global _pools
     import torch._dynamo  # noqa: F401 - torch imports it on the first optimizer (~1.1 s)
-
-    from bench.methods_loader import import_builtin_methods
 
     torch.set_num_threads(1)
     import_builtin_methods()

@@ -1,40 +1,40 @@
-"""Finding methods: the built-in `methods/` package, `--plugin` files and installed entry points."""
+"""Finding methods: the built-in `methods/` package, `--plugin` files and installed entry points.
+
+Built-in methods are imported here. Code from outside the repository (a `--plugin` file, an
+installed package's entry point) never runs in this process: a process of its own imports it
+(`bench.method_import.describe_in_child`, through `bench.sandbox`) and sends back, as JSON,
+what each method it registered declares; here each becomes a registry entry whose config class
+is rebuilt from that (`bench.schema`) and whose function only names its module, which every
+call's process imports again (`bench.execute`). So a file that patches torch, numpy or the
+harness on import changes nothing here, and nothing in any record but its own method's.
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pkgutil
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from bench.api import method_registry as _registry
 from bench.errors import UserError
+from bench.execute import prepare_server
+from bench.method_import import describe_in_child, import_builtin_methods
+from bench.registry import Entry, MethodInfo
+from bench.sandbox import ChildFailed, run_isolated
+from bench.schema import config_class
 
 ENTRY_POINT_GROUP = "unlearn_bench.methods"
-PLUGIN_PREFIX = "unlearn_bench_plugin_"  # the module name of a --plugin file: this prefix and its stem
 _loaded = False
-_plugins: set[Path] = set()  # files already imported: loading one twice is not a duplicate
+_plugins: set[Path] = set()  # files already loaded: loading one twice is not a duplicate
 
 
 def method_registry():
-    """The method registry with every built-in method and installed plugin imported."""
+    """The method registry with every built-in method and installed plugin loaded."""
     global _loaded
     if not _loaded:
         _loaded = True
         import_builtin_methods()
         load_entry_points()
     return _registry
-
-
-def import_builtin_methods() -> None:
-    """Import every method of the built-in `methods/` package."""
-    import methods
-
-    for info in pkgutil.iter_modules(methods.__path__):
-        if not info.name.startswith("_"):  # _template.py and helpers are not methods
-            importlib.import_module(f"methods.{info.name}")
 
 
 def method_protocols(method: str) -> tuple[str, ...]:
@@ -45,62 +45,52 @@ def method_protocols(method: str) -> tuple[str, ...]:
 
 
 def load_entry_points() -> None:
-    """Import the methods that installed packages declare in the `unlearn_bench.methods` group."""
+    """Register the methods that installed packages declare in the `unlearn_bench.methods` group."""
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        _guarded(ep.load, f"entry point '{ep.name}' ({ep.value})")
+        _load_foreign(("entry point", (ep.name, ep.value, ep.group)), f"entry point '{ep.name}' ({ep.value})")
 
 
 def load_plugin(path: str) -> None:
-    """Import a method file from outside the repository; it registers itself on import."""
+    """Register the methods of a method file from outside the repository. Raises UserError
+    naming the file and what is wrong with it (not a .py file, fails or exits on import, changes
+    global state on import, registers a name that exists, a config that is not plain data)."""
     method_registry()
     file = Path(path)
     if not file.is_file() or file.suffix != ".py":
         raise UserError(f"--plugin '{path}': no such .py file; pass the path of a method file.")
     if file.resolve() not in _plugins:
-        _import_file(file, path)
+        _load_foreign(("plugin", str(file.resolve())), f"plugin '{path}'")
+        _plugins.add(file.resolve())
 
 
-def _import_file(file: Path, given: str) -> None:
-    name = f"{PLUGIN_PREFIX}{file.stem}"
-    spec = importlib.util.spec_from_file_location(name, file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-
-    def run():
-        spec.loader.exec_module(module)
-
-    _guarded(run, f"plugin '{given}'")
-    _plugins.add(file.resolve())
-
-
-def load_method(name: str, module: str, source: str):
-    """The registry entry of method `name`, importing what defines it first if this process has
-    not: its `module`, or for a `--plugin` file, the file `source`. A method-call process
-    (`bench.execute`) imports only the method it calls. Raises UserError if that does not
-    register `name` (a method registered outside a method file's top level)."""
-    if name not in _registry:
-        if module.startswith(PLUGIN_PREFIX):
-            _import_file(Path(source), source)
-        else:
-            _guarded(lambda: importlib.import_module(module), f"method module '{module}'")
-    if name not in _registry:
-        raise UserError(f"method '{name}' is not registered on importing {module} ({source}); register methods "
-                        "at the top level of a method file.")
-    return _registry.get(name)
-
-
-def _guarded(load, what: str) -> None:
-    from bench.guard import global_state_kept
-
+def _load_foreign(what: tuple, named: str) -> None:
+    """Register what `describe_in_child` finds `what` registers, in a process of its own."""
     try:
-        with global_state_kept() as changed:
-            load()
-        if changed:  # set back already; the file must not load
-            raise UserError(f"changed global state on import ({'; '.join(changed)}); a method file must only "
-                            "register methods")
-    except UserError as e:
-        raise UserError(f"{what}: {e}") from None
-    except SystemExit as e:  # a plugin that exits on import must not end the command silently
-        raise UserError(f"{what} called exit({e.code}) on import; a method file must only register methods.") from None
-    except Exception as e:  # a plugin's own bug: name it in one line
-        raise UserError(f"{what} failed to import: {type(e).__name__}: {e}") from None
+        (verdict, found), _ = run_isolated(describe_in_child, (what, named), None, lambda message: None,
+                                           prepare=prepare_server)
+    except ChildFailed as e:
+        raise UserError(f"{named}: {e} while importing it; a method file must only register methods.") from None
+    if verdict != "ok":
+        raise UserError(str(found))
+    try:
+        entries = [_described_entry(d) for d in found]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{named}: its process sent a description that is not one ({e}).") from None
+    for entry in entries:
+        _registry.add(entry)
+
+
+def _described_entry(d: dict) -> Entry:
+    """The entry of a method another process described: its config class rebuilt, its function a
+    stand-in that only names the module to import where the method runs."""
+    if not all(isinstance(d[k], str) for k in ("name", "module", "source", "description", "config_name")) or not (
+            isinstance(d["deterministic"], bool) and all(isinstance(p, str) for p in d["protocols"])):
+        raise ValueError("a declaration of the wrong type")
+    config = config_class(d["config_name"], d["module"], d["config"])
+
+    def runs_elsewhere(*args, **kwargs):
+        raise RuntimeError(f"method '{d['name']}' runs in a process of its own; call it with bench.execute.call_method")
+
+    runs_elsewhere.__module__ = d["module"]
+    return Entry(d["name"], runs_elsewhere, config, d["description"], d["source"],
+                 MethodInfo(tuple(d["protocols"]), d["deterministic"]))

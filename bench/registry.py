@@ -66,18 +66,19 @@ class Registry:
             raise UserError(f"{self.kind} '{name}': {e}; declare it in the registration.") from None
 
         def decorate(fn):
-            if name in self._entries:
-                raise UserError(
-                    f"{self.kind} '{name}' is registered twice: in {self._entries[name].source} "
-                    f"and in {inspect.getsourcefile(fn)}; rename one of them."
-                )
             doc = inspect.getdoc(fn) or ""
-            self._entries[name] = Entry(
-                name, fn, config, doc.splitlines()[0] if doc else "", inspect.getsourcefile(fn) or "?", info
-            )
+            self.add(Entry(name, fn, config, doc.splitlines()[0] if doc else "", inspect.getsourcefile(fn) or "?", info))
             return fn
 
         return decorate
+
+    def add(self, entry: Entry) -> None:
+        """Register a made entry (e.g. one described by another process); a name registered
+        already is a UserError."""
+        if entry.name in self._entries:
+            raise UserError(f"{self.kind} '{entry.name}' is registered twice: in {self._entries[entry.name].source} "
+                            f"and in {entry.source}; rename one of them.")
+        self._entries[entry.name] = entry
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)

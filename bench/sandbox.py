@@ -3,8 +3,8 @@
 Each call forks a child from a fork server: a fresh interpreter, started once per calling
 process, that has run the caller's `prepare` (`bench.execute`'s imports torch, `torch._dynamo`
 and the built-in methods and makes one training step of a small network on random inputs with
-one thread), but holds no data. The
-caller sends the child its input through a socket; the child sends back messages and a result.
+one thread), but holds no data. The caller sends the child its input (and its import path)
+through a socket; the child sends back messages and a result.
 Whatever the function does to its own process (global torch state, the working directory,
 memory it reaches through the garbage collector or stack frames, os._exit, a crash) ends with
 the child, and nothing the caller holds but what it sent was ever in the child's memory.
@@ -89,7 +89,8 @@ def run_isolated(target: Callable, setup: Any, payload: Any, on_message: Callabl
         raise ChildFailed("the fork server ended; nothing could be run") from None
     done = False
     try:
-        conn.send_bytes(pickle.dumps((target, setup), pickle.HIGHEST_PROTOCOL))
+        path = [p for p in sys.path if isinstance(p, str)]  # the caller's import path now, not at the server's start
+        conn.send_bytes(pickle.dumps((target, setup, path), pickle.HIGHEST_PROTOCOL))
         conn.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
         while True:
             kind, value = _parsed(conn.recv_bytes())
@@ -124,10 +125,8 @@ def _parsed(frame: bytes) -> tuple[str, Any]:
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _ended(code: int) -> str:
@@ -273,7 +272,7 @@ def _child(conn: Connection) -> None:
             with contextlib.suppress(Exception):  # a failed warm-up only slows the call; the call reports errors
                 warm[0](warm[1])
         _restrict_writes()
-        target, setup = pickle.loads(conn.recv_bytes())
+        target, setup, sys.path[:] = pickle.loads(conn.recv_bytes())
         value, blob = target(setup, lambda: pickle.loads(conn.recv_bytes()), send)
         replies = [json.dumps(["result", value]).encode(), blob]
     except BaseException as e:  # noqa: BLE001 - tell the caller, in one line, instead of a traceback here

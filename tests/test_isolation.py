@@ -3,6 +3,7 @@ runs (issue 18, section 1) end in a `failed` record naming the cause, and later 
 ones a run without the offending plugin makes."""
 
 import copy
+import runpy
 from pathlib import Path
 
 import pytest
@@ -93,14 +94,40 @@ def writes_files(model, data, cfg, ctx):
 for fn in (pickles_code, hooks_model, lingers, kills_server, writes_files):
     register_method(fn.__name__)(fn)
 '''
+
+PATCHES_ON_IMPORT = '''
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import bench.metrics
+from bench.api import register_method
+
+torch.Tensor.argmax = lambda self, *a, **k: torch.zeros(self.shape[0], dtype=torch.long)
+F.cross_entropy = lambda *a, **k: torch.tensor(0.0, requires_grad=True)
+np.mean = lambda *a, **k: 0.5
+for name in dir(bench.metrics):
+    if callable(getattr(bench.metrics, name)) and not name.startswith("_"):
+        setattr(bench.metrics, name, lambda *a, **k: 0.0)
+
+
+@register_method("patched_at_import")
+def patched_at_import(model, data, cfg, ctx):
+    """Returns the original model; its file patched torch, numpy and the harness on import."""
+    return model
+'''
+
+
 ROUTES = {"float64": "torch default dtype torch.float32 -> torch.float64",
           "no_grad": "torch gradient mode True -> False", "threads": "torch thread count 1 -> 2",
           "chdir": "working directory", "exits": "called exit(3)",
           "hard_exit": "its process ended (exit code 0) before sending a result",
           "segfaults": "its process was killed by SIGSEGV", "interrupts": "raised KeyboardInterrupt",
           "writes_files": "PermissionError"}
-# recorded ok: they harm nothing (kills_server's call still returns; the next call starts a server)
-HARMLESS = ("shifts_batches", "flips_memory", "pickles_code", "hooks_model", "lingers", "kills_server")
+# recorded ok: they harm nothing (kills_server's call still returns; the next call starts a server;
+# patched_at_import's file patched torch, numpy and the harness in its own processes only)
+HARMLESS = ("shifts_batches", "flips_memory", "pickles_code", "hooks_model", "lingers", "kills_server",
+            "patched_at_import")
 
 
 def _suite(tiny_suite, methods):
@@ -111,17 +138,29 @@ def _suite(tiny_suite, methods):
 def test_poisoning_routes_fail_their_own_run_and_leave_later_runs_alone(cli, tiny_suite, tmp_path, forget_plugins):
     """Includes what a method returns: a model that runs code when unpickled, or carries a
     forward hook reading the caller's labels, comes back as weights only (a state dict read
-    with weights_only=True); processes a call leaves behind are killed when it ends."""
+    with weights_only=True); processes a call leaves behind are killed when it ends. And what a
+    method file does on import: its top-level code runs only in processes of its own
+    (bench.methods_loader), so patching torch.Tensor.argmax, F.cross_entropy, numpy.mean and
+    the harness's metrics there changes nothing in the driver."""
     import time
+
+    import numpy as np
+    import torch
+
+    import bench.metrics
 
     marker, target = tmp_path / "lingered", tmp_path / "cache-file"
     target.write_text("clean")
-    plugin = tmp_path / "poison.py"
+    plugin, patches = tmp_path / "poison.py", tmp_path / "patches.py"
     plugin.write_text(f"LINGER_MARKER, WRITE_TARGET = {str(marker)!r}, {str(target)!r}\n" + POISON)
+    patches.write_text(PATCHES_ON_IMPORT)
     args = ("--quiet", "--seeds", "0", "--no-leaderboard", "--plugin", plugin)
     assert cli("run", _suite(tiny_suite, []), *args, "--results", "clean")[0] == 0
-    code, _, err = cli("run", _suite(tiny_suite, [*HARMLESS, *ROUTES]), *args, "--results", "poisoned")
+    argmax, mean, metrics = torch.Tensor.argmax, np.mean, dict(vars(bench.metrics))
+    code, _, err = cli("run", _suite(tiny_suite, [*HARMLESS, *ROUTES]), *args, "--plugin", patches,
+                       "--results", "poisoned")
     assert code == 0, err
+    assert torch.Tensor.argmax is argmax and np.mean is mean and dict(vars(bench.metrics)) == metrics
     records = {r["method"]: r for r in load_records(Path("poisoned"))}
     for method, reason in ROUTES.items():
         assert records[method]["status"] == "failed" and reason in records[method]["error"], records[method]
@@ -131,7 +170,7 @@ def test_poisoning_routes_fail_their_own_run_and_leave_later_runs_alone(cli, tin
         assert records[method]["metrics"] == clean[method]["metrics"], method  # untouched by the poison
         assert records[method]["env"]["threads"] == 1
     assert not list(Path("/").glob("poisoned"))  # no later output moved by the chdir
-    for method in ("pickles_code", "hooks_model"):  # the original's weights, scored as such
+    for method in ("pickles_code", "hooks_model", "patched_at_import"):  # the original's weights, scored as such
         assert records[method]["status"] == "ok"
         assert records[method]["metrics"]["test_acc"] == clean["original"]["metrics"]["test_acc"]
     time.sleep(3)
@@ -206,7 +245,10 @@ def test_a_method_finds_no_route_to_the_test_split(tmp_path, forget_plugins):
     assert status == "ok", error
     assert found(model) == [0.0, 0.0, 0.0, 0.0]
     ws = p.ws  # noqa: F841 - the workspace, in this frame, as the runner holds it
-    here = entry.fn(copy.deepcopy(p.original), p.data.private_copy(), None, p.ws.context(0, "hunt"))  # in this process
+    method_registry().unregister("hunts_test")  # the plugin's code never ran here: run it here now
+    runpy.run_path(str(plugin))
+    hunt = method_registry().get("hunts_test").fn
+    here = hunt(copy.deepcopy(p.original), p.data.private_copy(), None, p.ws.context(0, "hunt"))  # in this process
     assert found(here) == [1.0, 1.0, 1.0, 1.0]
 
 
@@ -254,3 +296,21 @@ def test_the_users_ctrl_c_ends_the_sweep_and_the_method_process(tiny_suite, tmp_
         time.sleep(0.1)
     assert len(sleepers) >= 3 and alive() == []  # driver, fork server, the sleeping child
     assert not [r for r in load_records(tmp_path / "r") if r["method"] == "sleeper"]
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("import os\nos._exit(0)\n", "its process ended (exit code 0) before sending a result while importing it"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", "its process was killed by SIGSEGV while importing it"),
+    ("from dataclasses import dataclass, field\nfrom bench.api import register_method\n"
+     "@dataclass(frozen=True)\nclass C:\n    layers: list = field(default_factory=lambda: [object()])\n"
+     "@register_method('odd_default', config=C)\ndef odd_default(model, data, cfg, ctx):\n    '''x'''\n    return model\n",
+     "config field 'layers': its default or choices are not plain values"),
+])
+def test_a_method_file_that_dies_or_cannot_be_described_on_import_is_refused(cli, tiny_suite, tmp_path, forget_plugins,
+                                                                              body, reason):
+    plugin = tmp_path / "bad_import.py"
+    plugin.write_text(body)
+    code, _, err = cli("run", tiny_suite(), "--quiet", "--plugin", plugin, "--results", "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"plugin '{plugin}'" in err and reason in err, err
+    assert not Path("r").exists()

@@ -264,6 +264,7 @@ def test_records_say_which_protocols_a_method_targets_and_the_board_marks_the_re
     assert "| ssd †" in board and "| retrain (reference)" in board and "| finetune †" not in board
 
 
+@pytest.mark.slow  # a few seconds: kept out of the default run's 2 minutes
 def test_ulira_references_unlearn_a_forget_set_of_the_real_size(cli, tiny_suite):
     from conftest import TINY_SUITE
 
@@ -277,6 +278,7 @@ def test_ulira_references_unlearn_a_forget_set_of_the_real_size(cli, tiny_suite)
         assert u["n_references"] + u["n_references_failed"] == 4 and u["mean_in_per_example"] > 0.5
 
 
+@pytest.mark.slow  # a few seconds: kept out of the default run's 2 minutes
 def test_recipe_compile_trains_through_torch_compile_and_keys_the_original(cli, tiny_suite, monkeypatch, tmp_path):
     """`recipe.compile: true` routes the training forward pass through torch.compile (recorded here,
     not compiled: a real compile takes ~40 s on CPU; the GPU check times the real one) and is part

@@ -94,14 +94,14 @@ LAYERS = [
                                           "bench.figures", "bench.reproduce", "bench.reproduce_report",
                                           "bench.integrity", "bench.statistics", "bench.speed"}),
     ("methods, attacks, training, evaluation", {"methods", "methods.*", "bench.attacks", "bench.attacks.*", "bench.api",
-                                                 "bench.methods_loader", "bench.provenance", "bench.train",
+                                                 "bench.methods_loader", "bench.method_import", "bench.provenance", "bench.train",
                                                  "bench.evaluate", "bench.execute", "bench.flops", "bench.cost",
                                                  "bench.references", "bench.unlearned_references"}),
     ("data, models, store", {"bench.data", "bench.models", "bench.store", "bench.forget", "bench.files",
                              "bench.environment", "bench.checkout", "bench.policy", "bench.progress",
                              "bench.metrics", "bench.settings", "bench.image_folder", "bench.journal", "bench.guard",
                              "bench.sandbox", "bench.landlock"}),
-    ("spec, registry", {"bench", "bench.spec", "bench.registry", "bench.errors"}),
+    ("spec, registry", {"bench", "bench.spec", "bench.schema", "bench.registry", "bench.errors"}),
 ]
 
 
