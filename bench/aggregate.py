@@ -1,20 +1,27 @@
 """One leaderboard section (suite × forget set) aggregated over seeds: one row of numbers per method.
 
-Every gap is taken against the retrain run of the same seed and forget set; means and spreads
-are over the seeds whose runs are `ok` (failed, diverged and collapsed runs are only counted).
-The markdown tables, the CSV/JSON export and the trade-off figures all read these rows, so they
-cannot disagree. Names and meanings of the fields: `bench.metrics`.
+Every gap is taken against the retrain run of the same seed and forget set. Every seed counts:
+a run that failed, diverged or collapsed enters its method's Avg. Gap (and so its rank) with a
+penalty, the largest Avg. Gap any row has on that seed (`original`, doing nothing, included) or
+the method's own worst seed if larger, so a failed seed never scores better than doing nothing
+or than any row that ran on it; the other numbers (accuracies, privacy, cost) are over the `ok`
+runs, and the row counts the penalised seeds. Places come with 95% intervals
+and the probability of being best over a paired bootstrap of the seeds, `original` is placed
+like a method, and a method not clearly better than it is marked (`bench.statistics`). The
+section's noise floor is the Avg. Gap between retrains of different seeds. The markdown
+tables, the CSV/JSON export and the trade-off figures all read these rows, so they cannot
+disagree. Names and meanings of the fields: `bench.metrics`.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
 from bench.metrics import ATTACK_METRICS, gap_keys, per_record
-from bench.statistics import mean_ci, rank_intervals, ranks
+from bench.statistics import bootstrap_ranks, mean_ci
 
 REFERENCE_METHODS = ("original", "retrain")
 
@@ -101,10 +108,40 @@ def _ratio(cost: str):
 
 
 def _attack_gap(attack: str, key: str):
+    """|the run's attack metric − the same-seed retrain's| (absolute: signed gaps of different
+    seeds cancel, e.g. +0.001 for a mean |gap| of 0.017)."""
     def gap(run, ref):
         a, b = mia(run).get(attack, {}).get(key), mia(ref).get(attack, {}).get(key)
-        return a - b if a is not None and b is not None else None
+        return abs(a - b) if a is not None and b is not None else None
     return gap
+
+
+def noise_floor(records: list[dict]) -> dict | None:
+    """How close retraining itself comes to retraining: the Avg. Gap between the `ok` retrains of
+    every pair of seeds of a section, {"mean", "low", "high", "pairs"}; None below two retrains."""
+    class_forgetting = records[0]["forget_set"]["protocol"] == "class"
+    gap = _mean_abs_gap(gap_keys("avg_gap", class_forgetting), class_forgetting)
+    retrains = list(retrain_by_seed(records).values())
+    pairs = [g for a, b in itertools.combinations(retrains, 2) if (g := gap(a, b)) is not None]
+    if not pairs:
+        return None
+    return {"mean": float(np.mean(pairs)), "low": float(min(pairs)), "high": float(max(pairs)), "pairs": len(pairs)}
+
+
+def _penalties(runs: list[dict], counted: dict[int, float], worst: dict[int, float],
+               retrain: dict[int, dict]) -> dict[int, float]:
+    """{seed: penalty} for the seeds with a retrain whose run failed, diverged or collapsed: the
+    largest Avg. Gap any row has on that seed (`worst`, `original` included), or the method's own
+    worst `ok` seed if larger. So a failed seed never scores better than doing nothing, than any
+    row that ran on it, or than the method's own worst seed."""
+    out = {}
+    for r in runs:
+        seed = r["seed"]
+        if r["status"] != "ok" and seed in retrain and seed not in counted:
+            penalty = max(worst.get(seed, -np.inf), *counted.values(), -np.inf)
+            if np.isfinite(penalty):
+                out[seed] = float(penalty)
+    return out
 
 
 def section_rows(records: list[dict]) -> list[dict]:
@@ -115,6 +152,15 @@ def section_rows(records: list[dict]) -> list[dict]:
     groups = defaultdict(list)
     for r in records:
         groups[label(r, records)].append(r)
+    avg_gap = _mean_abs_gap(gap_keys("avg_gap", class_forgetting), class_forgetting)
+    ok_gaps = {name: _per_seed([r for r in runs if r["status"] == "ok"], retrain, avg_gap)
+               for name, runs in groups.items()}
+    worst = defaultdict(lambda: -np.inf)  # the largest Avg. Gap of any row on each seed
+    for by_seed in ok_gaps.values():
+        for seed, gap in by_seed.items():
+            worst[seed] = max(worst[seed], gap)
+    original_label = next((label(r, records) for r in records if r["method"] == "original"), None)
+    floor = noise_floor(records)
     rows, gaps = [], {}
     for name, runs in groups.items():
         ok = [r for r in runs if r["status"] == "ok"]
@@ -127,13 +173,17 @@ def section_rows(records: list[dict]) -> list[dict]:
         values = [per_record(r, class_forgetting) for r in ok]
         for key in sorted({k for v in values for k in v}):
             _stats(row, key, [v[key] for v in values if key in v])
-        by_seed = _per_seed(ok, retrain, _mean_abs_gap(gap_keys("avg_gap", class_forgetting), class_forgetting))
+        by_seed = ok_gaps[name]
+        if first["method"] != "retrain":  # every seed counts: a failed run's gap is a penalty
+            penalties = _penalties(runs, by_seed, dict(worst), retrain)
+            by_seed, row["penalised"] = {**by_seed, **penalties}, len(penalties)
+            gaps[name] = by_seed
         if by_seed:
             row["avg_gap"], row["avg_gap_ci"], _ = mean_ci(list(by_seed.values()))
             row["avg_gap_ci"] = None if np.isnan(row["avg_gap_ci"]) else row["avg_gap_ci"]
             row["avg_gap_std"] = float(np.std(list(by_seed.values()), ddof=1)) if len(by_seed) > 1 else None
-        if first["method"] not in REFERENCE_METHODS:
-            gaps[name] = by_seed
+            if floor is not None:
+                row["within_noise_floor"] = row["avg_gap"] <= floor["mean"]
         if first["method"] != "original":  # the original's cost is a training, not an unlearning
             wall = list(_per_seed(ok, retrain, _ratio("wall_s")).values())
             _stats(row, "rte_wall", wall)
@@ -155,39 +205,21 @@ def section_rows(records: list[dict]) -> list[dict]:
                 if gap:
                     cells[f"{key}_gap"] = float(np.mean(gap))
             row["attacks"][a] = cells
-        if first["method"] != "retrain":
-            row.update(forget_quality(ok, list(retrain.values())))
         if first["method_config"]:
             row["config"] = dict(sorted(first["method_config"].items()))
         row["config_source"] = first.get("config_source")
         rows.append(row)
-    rows.sort(key=lambda row: (row.get("avg_gap", float("inf")), row["method"]))
-    rank, places = ranks(gaps), rank_intervals(gaps)
+    places = bootstrap_ranks(gaps, baseline=original_label)
     for row in rows:
-        row["rank"] = rank.get(row["method"])
-        if row["method"] in places:  # place by mean Avg. Gap and its bootstrap interval over seeds
-            row["place"], row["place_low"], row["place_high"] = places[row["method"]]
+        for key, value in places.get(row["method"], {}).items():
+            row[key.replace("baseline", "original")] = value
+        if floor is not None:
+            row["noise_floor"] = floor["mean"]
+    # retrain (the reference) first, then by place, then rows without one by Avg. Gap
+    references = {name for name, runs in groups.items() if runs[0]["method"] == "retrain"}
+    rows.sort(key=lambda row: (row["method"] not in references, "place" not in row, row.get("place", 0),
+                               row.get("avg_gap", float("inf")), row["method"]))
     return rows
-
-
-def forget_quality(runs: list[dict], retrains: list[dict]) -> dict:
-    """NeurIPS 2023 forget quality over the seeds' runs against the seeds' retrains (N = seeds);
-    {} when N < 3 (the official buckets need ceil(log(N - 1)) > 0) or the outputs are unreadable."""
-    from bench.attacks.forget_quality import forget_quality as score
-    from bench.store import load_outputs
-
-    n = min(len(runs), len(retrains))
-    if n < 3:
-        return {}
-    phi = lambda rs: np.stack([load_outputs(Path(r["_file"]))["forget_conf"] for r in rs[:n]])  # noqa: E731
-    mean = lambda rs, k: float(np.mean([r["metrics"][k] for r in rs[:n]]))  # noqa: E731
-    try:
-        fq = score(phi(runs), phi(retrains), (mean(runs, "retain_acc"), mean(retrains, "retain_acc")),
-                   (mean(runs, "test_acc"), mean(retrains, "test_acc")))
-    except (OSError, KeyError, ValueError):  # outputs missing or unreadable: no score, not a crash
-        return {}
-    return {"forget_quality": float(fq["forget_quality"]), "forget_quality_n": n,
-            "forget_quality_null": float(fq["null_ceiling"])}
 
 
 def provenance(records: list[dict]) -> str:

@@ -114,8 +114,8 @@ class Metric:
 
 METRICS = {m.key: m for m in (
     Metric("avg_gap", "Avg. Gap", "↓", "mean |method − same-seed retrain| over forget, retain and test "
-           "accuracy (remaining classes for class forgetting) and simple MIA, in points; ± the half-width "
-           "of its 95% t-interval over seeds", 2, headline=0),
+           "accuracy (remaining classes for class forgetting) and simple MIA, in points, over every seed (a "
+           "failed, diverged or collapsed seed counts with its penalty)", 2, headline=0),
     Metric("forget_acc", "Forget acc", "= retrain", "accuracy on the forget set, %",
            resolution=Resolution("example", "forget"), source="forget_acc", part_of=("avg_gap",), headline=1),
     Metric("retain_acc", "Retain acc", "= retrain", "accuracy on the retain set (or its fixed evaluation sample), %",
@@ -134,12 +134,14 @@ METRICS = {m.key: m for m in (
            resolution=Resolution("example", "test_forgotten"), source="test_acc_forgotten", sections="class"),
     Metric("simple_mia", "Simple MIA", "= retrain", "the NeurIPS 2023 kit's loss-based membership-inference "
            "accuracy, forget vs held-out, %", source="mia.simple.accuracy", part_of=("avg_gap",)),
-    Metric("privacy_gap", "AUC gap", "= retrain", "the strongest attack's ROC AUC minus the same-seed "
-           "retrain's (ideal 0; > 0: the forget set still looks like members)", 3, headline=4, needs_attack=True),
+    Metric("privacy_gap", "AUC abs. gap", "↓", "|the strongest attack's ROC AUC − the same-seed retrain's|, "
+           "the mean over seeds of each seed's absolute gap (ideal 0)", 3, headline=4, needs_attack=True),
     Metric("utility_gap", "Utility gap", "↓", "mean |method − same-seed retrain| over retain and test "
            "accuracy, in points", 2),
-    Metric("forget_quality", "Forget quality", "↑", "the NeurIPS 2023 score over the N seeds' runs against "
-           "the N retrains (a perfect unlearner scores the null ceiling at that N)", 3, headline=5),
+    Metric("forget_quality", "Forget quality", "↑", "the NeurIPS 2023 score of N unlearning runs from one "
+           "original model against N retrains (a perfect unlearner scores the null ceiling at that N)", 3),
+    Metric("p_best", "P(best)", "↑", "the share of paired bootstrap resamples of the seeds in which the method "
+           "has the smallest Avg. Gap", 2),
     Metric("rte", "RTE", "↑", "run-time efficiency in compute: retrain's floating-point operations divided by "
            "the method's (same seed; forward and backward passes as `torch.utils.flop_counter` counts them, so "
            "the same on every machine)", 1, headline=6),

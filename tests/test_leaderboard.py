@@ -73,7 +73,8 @@ def test_csv_and_json_exports_say_what_the_markdown_says(board, cli):
         if row["rte"]:
             assert shown["RTE ↑"].split(" ± ")[0] == f"{float(row['rte']):.1f}"
         assert shown["Runs"] == row["runs"]
-        assert shown["Rank"] == (row["rank"] or "—")
+        assert shown["Rank"].split(" ")[0] == (row["place"] or "—")
+        assert shown["P(best) ↑"] == (f"{float(row['p_best']):.2f}" if row["p_best"] else "—")
     for j in exported:  # JSON keeps the numbers exactly; CSV prints them in full
         flat = by_method[j["method"]]
         assert float(flat["avg_gap"]) == pytest.approx(j["avg_gap"], rel=1e-12)

@@ -1,4 +1,4 @@
-"""Collapse detection and the leaderboard's statistics: confidence intervals and ranks with ties."""
+"""Collapse detection and the leaderboard's statistics: confidence intervals and bootstrap ranks."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from bench.evaluate import collapse_reason
-from bench.statistics import holm, mean_ci, ranks, worse_p
+from bench.statistics import bootstrap_ranks, mean_ci
 
 
 def test_mean_ci_is_the_t_interval():
@@ -17,20 +17,31 @@ def test_mean_ci_is_the_t_interval():
     assert np.isnan(mean_ci([1.0])[1])
 
 
-def test_holm_adjusts_in_order():
-    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
-
-
-def test_ranks_tie_methods_that_are_not_significantly_worse():
+def test_bootstrap_ranks_give_places_intervals_p_best_and_a_verdict_against_doing_nothing():
     seeds = range(6)
     rng = np.random.default_rng(0)
     best = {s: 1.0 + 0.1 * rng.normal() for s in seeds}
     close = {s: best[s] + 0.02 + 0.2 * rng.normal() for s in seeds}  # noise, not a real difference
     far = {s: best[s] + 3.0 + 0.1 * rng.normal() for s in seeds}
-    farther = {s: best[s] + 6.0 + 0.1 * rng.normal() for s in seeds}
-    r = ranks({"best": best, "close": close, "far": far, "farther": farther})
-    assert r == {"best": 1, "close": 1, "far": 2, "farther": 3}
-    assert worse_p(far, best) < 0.001 and worse_p(best, far) > 0.99
+    nothing = {s: best[s] + 6.0 + 0.1 * rng.normal() for s in seeds}  # doing nothing
+    r = bootstrap_ranks({"best": best, "close": close, "far": far, "nothing": nothing}, baseline="nothing")
+    assert (r["best"]["place_low"], r["close"]["place_high"]) == (1, 2)  # the seeds cannot tell these two apart
+    assert (r["far"]["place"], r["far"]["place_low"], r["far"]["place_high"]) == (3, 3, 3)
+    assert r["best"]["p_best"] + r["close"]["p_best"] == pytest.approx(1.0) and r["far"]["p_best"] == 0.0
+    assert 0.05 < r["close"]["p_best"] < 0.95
+    assert all(r[k]["beats_baseline"] and r[k]["vs_baseline_high"] < 0 for k in ("best", "close", "far"))
+    assert "beats_baseline" not in r["nothing"]
+    worse = {s: nothing[s] + (1.0 if s % 2 else -1.0) for s in seeds}  # as often better as worse than nothing
+    assert bootstrap_ranks({"worse": worse, "nothing": nothing}, baseline="nothing")["worse"]["beats_baseline"] is False
+
+
+def test_bootstrap_ranks_use_the_seeds_every_method_has_and_one_seed_tells_nothing():
+    r = bootstrap_ranks({"a": {0: 1.0, 1: 2.0, 2: 9.0}, "b": {0: 2.0, 1: 3.0}})  # seed 2: a alone
+    assert r["a"]["place"] == 1 and r["b"]["place"] == 2  # a's 9.0 is not compared
+    one = bootstrap_ranks({"a": {0: 1.0}, "b": {0: 2.0}}, baseline="b")
+    assert one["a"] == {"place": 1, "place_low": 1, "place_high": 1, "p_best": 1.0, "vs_baseline_low": -1.0,
+                        "vs_baseline_high": -1.0, "beats_baseline": False}
+    assert bootstrap_ranks({"a": {0: 1.0}, "b": {1: 2.0}}) == {}
 
 
 def test_collapse_is_one_class_or_chance():
