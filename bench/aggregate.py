@@ -45,7 +45,8 @@ def label(record: dict, records: list[dict]) -> str:
         return name + " (reference)"
     if str(record.get("config_source", "")).startswith("default (added"):
         name += " (added)"  # run with --methods although its suite lacks it: its defaults, not the suite's
-    off = record["forget_set"]["protocol"] not in record.get("method_protocols", ("random", "class", "file"))
+    protocol = record["forget_set"]["protocol"]  # methods declare random and class; a file is neither: no mark
+    off = protocol in ("random", "class") and protocol not in record.get("method_protocols", ("random", "class"))
     return name + (" †" if off else "")
 
 
@@ -173,6 +174,11 @@ def section_rows(records: list[dict]) -> list[dict]:
         values = [per_record(r, class_forgetting) for r in ok]
         for key in sorted({k for v in values for k in v}):
             _stats(row, key, [v[key] for v in values if key in v])
+        terms = _per_seed(ok, retrain, lambda run, ref: frozenset(per_record(run, class_forgetting))
+                          & frozenset(per_record(ref, class_forgetting)))
+        used = frozenset.intersection(*terms.values()) if terms else frozenset(gap_keys("avg_gap", class_forgetting))
+        if missing := [k for k in gap_keys("avg_gap", class_forgetting) if k not in used]:
+            row["avg_gap_missing"] = missing  # e.g. an attack that could not score a forget set of 3 images
         by_seed = ok_gaps[name]
         if first["method"] != "retrain":  # every seed counts: a failed run's gap is a penalty
             penalties = _penalties(runs, by_seed, dict(worst), retrain)

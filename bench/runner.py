@@ -52,8 +52,7 @@ class Runner:
         if status == "ok":
             try:
                 record["metrics"], outputs = self.scorer.score(model, data, r.forget_set, r.method, r.config, r.seed)
-                if r.method != "original" and (reason := collapse_reason(outputs_of(outputs, "retain"),
-                                                                         ws.num_classes)):
+                if reason := collapse_reason(outputs_of(outputs, "retain"), ws.num_classes):  # original too
                     status, error = "collapsed", reason
             except Diverged as e:
                 status, error = "diverged", str(e)

@@ -43,6 +43,8 @@ def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bo
     choices = Choices(request.methods or None, tuple(seeds) if seeds else None, configs,
                       str(tuned_file))
     ws = request.workspace(Progress(enabled=not quiet), threads, suite)
+    if ws.needs("needs_references"):
+        ws.reference_plan()  # checks the attack settings against the reference models, before any write
     plan = make_plan(suite, [ws.forget_set(spec) for spec in suite.forget_sets], choices, ws.policy.key())
     if "original" in request.methods:
         print("unlearn-bench: --methods original: original and retrain always run; no need to name them.",

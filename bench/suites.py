@@ -206,9 +206,10 @@ def validate_suite(suite: Suite, where: str) -> None:
         if not 1 <= st.ulira_references <= st.references:
             raise UserError(f"{where}: attack_settings.ulira_references: {st.ulira_references}; use 1.."
                             f"{st.references} (it unlearns that many of the reference models).")
-        if not 1 <= st.rmia_references <= st.references // 2:
+        if not 1 <= st.rmia_references < st.references:  # the exact bound, K - n_in, is checked by the plan
             raise UserError(f"{where}: attack_settings.rmia_references: {st.rmia_references}; use 1.."
-                            f"{st.references // 2} (each example is OUT for half of the references).")
+                            f"{st.references - 1} (RMIA uses OUT reference models, and each example is IN for "
+                            "at least one).")
     if st.lira_variant not in LIRA_VARIANTS:
         raise UserError(f"{where}: attack_settings.lira_variant: '{st.lira_variant}'."
                         f"{did_you_mean(st.lira_variant, list(LIRA_VARIANTS))}")

@@ -190,6 +190,10 @@ class Workspace:
                                self.example_keys("train", extra)])
         n_in = reference_count(k, len(pool), len(keys))
         s = self.suite
+        if "rmia" in s.attacks and s.attack_settings.rmia_references > k - n_in:  # RMIA averages OUT models only
+            raise UserError(f"{s.name}: attack_settings.rmia_references: {s.attack_settings.rmia_references}; each "
+                            f"example is OUT for {k - n_in} of the {k} reference models here (each trains on about "
+                            f"as many images as the target, so IN for {n_in}): use 1..{k - n_in}.")
         code = code_hash(*TRAINING, *EVALUATION, "bench.references")
         folder, seed = plan_folder(self.folders.cache_dir, [s.dataset, self.raw.source, s.model, s.recipe, s.eval, code,
                                                       self.policy.key()], keys, k, n_in)

@@ -1,5 +1,8 @@
 """Attacks against known answers: chance, perfect separation, exact statistics, determinism."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given, settings, strategies as st
 import pytest
@@ -97,10 +100,34 @@ def test_rmia_scores_are_fractions_and_rank_members_first():
     p_pop_target, p_pop_refs = rng.uniform(0.2, 0.8, 500), rng.uniform(0.2, 0.8, (2, 500))
     p_refs = rng.uniform(0.2, 0.6, (2, 300))
     member_p, nonmember_p = p_refs.mean(0) * 1.6, p_refs.mean(0)
-    s_in = rmia_scores(np.minimum(member_p, 1), p_refs, p_pop_target, p_pop_refs, 0.5, 1.0)
-    s_out = rmia_scores(nonmember_p, p_refs, p_pop_target, p_pop_refs, 0.5, 1.0)
+    s_in = rmia_scores(np.minimum(member_p, 1), p_refs.mean(0), p_pop_target, p_pop_refs, 0.5, 1.0)
+    s_out = rmia_scores(nonmember_p, p_refs.mean(0), p_pop_target, p_pop_refs, 0.5, 1.0)
     assert s_in.min() >= 0 and s_in.max() <= 1
     assert roc_metrics(s_in, s_out)["auc"] > 0.8
+
+
+def test_rmia_averages_only_reference_models_that_did_not_train_on_the_example():
+    """Example 0 is OUT for references 1 and 3 only; asked for 3 OUT models it averages those two
+    (taking the IN reference 0 as a third "OUT" model was the fault), and says it had 2."""
+    from bench.attacks.lira import _out_mean
+
+    keep = np.array([[True, False], [False, False], [True, False], [False, True]])  # (K=4, n=2)
+    prob = np.array([[0.9, 0.1], [0.2, 0.3], [0.8, 0.5], [0.4, 0.7]])
+    mean, fewest = _out_mean(prob, keep, 3)
+    assert mean == pytest.approx([(0.2 + 0.4) / 2, (0.1 + 0.3 + 0.5) / 3]) and fewest == 2
+    with pytest.raises(ValueError, match="IN for every reference"):
+        _out_mean(prob, np.ones_like(keep), 1)
+
+
+def test_rmia_references_beyond_the_out_models_each_example_has_are_refused_before_training(cli, tiny_suite):
+    from conftest import TINY_SUITE
+
+    suite = tiny_suite(TINY_SUITE + "attacks: [simple, rmia]\nattack_settings: {references: 4, rmia_references: 3}\n")
+    code, _, err = cli("run", suite, "--quiet", "--results", "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.search(r"rmia_references: 3; each example is OUT for [12] of the 4 reference models here .*use 1\.\.[12]",
+                     err), err
+    assert not Path("r").exists() and not list(Path("cache").rglob("*.pt"))
 
 
 @pytest.mark.slow

@@ -91,7 +91,7 @@ LAYERS = [
     ("executors", {"bench.executors"}),
     ("plan, workspace, scorer; reports", {"bench.plan", "bench.tuned", "bench.workspace", "bench.scorer",
                                           "bench.suites", "bench.leaderboard", "bench.export", "bench.aggregate", "bench.conclusions",
-                                          "bench.figures", "bench.reproduce", "bench.reproduce_report",
+                                          "bench.figures", "bench.section_notes", "bench.reproduce", "bench.reproduce_report",
                                           "bench.integrity", "bench.statistics", "bench.speed"}),
     ("methods, attacks, training, evaluation", {"methods", "methods.*", "bench.attacks", "bench.attacks.*", "bench.api",
                                                  "bench.methods_loader", "bench.method_import", "bench.provenance", "bench.train",

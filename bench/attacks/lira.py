@@ -82,19 +82,27 @@ def _cost(a: AttackInput, n_models: int) -> dict:
     return {"n_references": n_models, "references_train_s": round(a.references.cached_s * n_models / a.references.k, 3)}
 
 
-def _first_out(keep: np.ndarray, m: int) -> np.ndarray:
-    """(m, n) indices of the first m references that did NOT train on each example."""
-    order = np.argsort(keep, axis=0, kind="stable")  # False (OUT) first, in reference order
-    return order[:m]
+def _out_mean(prob: np.ndarray, keep: np.ndarray, m: int) -> tuple[np.ndarray, int]:
+    """(the mean probability over up to m reference models that did NOT train on each example,
+    the first in reference order, shape (n,); the fewest such models any example had). Only
+    genuine OUT models: an example OUT for fewer than m uses those it has (ml_privacy_meter's
+    offline RMIA averages OUT models only). prob, keep: (K, n). Raises ValueError when an
+    example is IN for every reference."""
+    order = np.argsort(keep, axis=0, kind="stable")[:m]  # OUT first, in reference order
+    out = ~np.take_along_axis(keep, order, axis=0)
+    count = out.sum(axis=0)
+    if count.size and count.min() == 0:
+        raise ValueError("an example is IN for every reference model: RMIA needs at least one OUT model")
+    return np.where(out, np.take_along_axis(prob, order, axis=0), 0.0).sum(axis=0) / count, int(count.min(initial=m))
 
 
-def rmia_scores(p_target, p_refs_out, p_pop_target, p_pop_refs, a_param: float, gamma: float) -> np.ndarray:
+def rmia_scores(p_target, p_out_mean, p_pop_target, p_pop_refs, a_param: float, gamma: float) -> np.ndarray:
     """RMIA offline: share of population z with [P(x|θ)/P(x)] / [P(z|θ)/P(z)] > gamma.
 
-    P(x) = ((1 + a) * mean of OUT reference probabilities + (1 - a)) / 2 approximates the
-    average over IN and OUT models from OUT models alone.
+    P(x) = ((1 + a) * mean of OUT reference probabilities (`p_out_mean`, (n,)) + (1 - a)) / 2
+    approximates the average over IN and OUT models from OUT models alone.
     """
-    p_x = ((1 + a_param) * p_refs_out.mean(0) + (1 - a_param)) / 2
+    p_x = ((1 + a_param) * p_out_mean + (1 - a_param)) / 2
     p_z = ((1 + a_param) * p_pop_refs.mean(0) + (1 - a_param)) / 2
     ratio_x, ratio_z = p_target / p_x, np.sort(p_pop_target / p_z)
     # count z with ratio_x / ratio_z > gamma, i.e. ratio_z < ratio_x / gamma
@@ -106,10 +114,8 @@ def _tune_a(refs, m: int, gamma: float, seed: int) -> float:
     rng = np.random.default_rng(seed)
     cols = rng.choice(refs.keep.shape[1], min(2000, refs.keep.shape[1]), replace=False)
     others = np.arange(1, refs.k)
-    keep = refs.keep[others][:, cols]
-    chosen = others[_first_out(keep, m)]
     prob = np.exp(-refs.loss[:, cols].astype(np.float64))
-    p_refs = np.take_along_axis(prob, chosen, axis=0)
+    p_refs, _ = _out_mean(prob[others], refs.keep[others][:, cols], m)
     pop_target = np.exp(-refs.population_loss[0].astype(np.float64))
     pop_refs = np.exp(-refs.population_loss[others[:m]].astype(np.float64))
     is_in = refs.keep[0, cols]
@@ -123,20 +129,24 @@ def _tune_a(refs, m: int, gamma: float, seed: int) -> float:
 @register_attack("rmia", needs_references=True, label="RMIA", strength=2,
                  resolution={"a": Resolution("grid", step=0.1)})
 def rmia(a: AttackInput) -> AttackResult:
-    """RMIA (Zarifzadeh et al. 2024), offline, with m reference models and population data."""
+    """RMIA (Zarifzadeh et al. 2024), offline, with m reference models and population data.
+
+    Each example's P(x) averages up to m reference models that did not train on it (genuine OUT
+    models only; `min_out_references` records the fewest any attacked example had, which the
+    suite's plan keeps at m: `bench.workspace`)."""
     refs, st = a.references, a.settings
     m = st.rmia_references
     a_param = _tune_a(refs, m, st.rmia_gamma, st.seed)
     prob = np.exp(-refs.loss.astype(np.float64))
     pop_target = np.exp(-a.outputs["val"]["loss"].astype(np.float64))  # population: all of val
     pop_refs = np.exp(-refs.population_loss[:m].astype(np.float64))
-    s = {}
+    s, fewest = {}, m
     for split, out in (("forget", a.members()), ("test", a.nonmembers())):
         rows = refs.rows(out["key"])
-        chosen = _first_out(refs.keep[:, rows], m)
-        p_refs = np.take_along_axis(prob[:, rows], chosen, axis=0)
+        p_refs, least = _out_mean(prob[:, rows], refs.keep[:, rows], m)
+        fewest = min(fewest, least)
         p_target = np.exp(-out["loss"].astype(np.float64))
         s[split] = rmia_scores(p_target, p_refs, pop_target, pop_refs, a_param, st.rmia_gamma)
     result = scored(s["forget"], s["test"])
-    return AttackResult({**result.metrics, "a": a_param, "gamma": st.rmia_gamma, **_cost(a, m)},
-                        result.member_scores, result.nonmember_scores)
+    return AttackResult({**result.metrics, "a": a_param, "gamma": st.rmia_gamma, "min_out_references": fewest,
+                         **_cost(a, m)}, result.member_scores, result.nonmember_scores)
