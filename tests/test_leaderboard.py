@@ -92,3 +92,22 @@ def test_loss_histograms_span_every_value_and_count_what_cannot_be_placed(tmp_pa
     assert bins[0] <= finite.min() and finite.max() <= bins[-1] and finite.max() > 3.5
     assert sum(int((~np.isfinite(v)).sum()) for v in logs.values()) == 2  # the 0 and the inf: drawn at the edges
     assert loss_histograms([("ga", huge), ("ft", fine)], tmp_path / "h.png", "t").stat().st_size > 5_000
+
+
+def test_every_method_has_its_own_colour_and_marker_and_error_bars_stay_on_the_axes(tmp_path):
+    """14 and more methods: no two share colour and marker (a 10-colour cycle gave retrain and
+    boundary_shrink the same blue); a bar of ± std never reaches below 0, nor to 0 on a log axis;
+    the same rows give the same PNG bytes (label placement is deterministic)."""
+    from bench.figures import _bar, cost_plot, method_styles
+
+    names = [f"method_{i}" for i in range(20)] + ["retrain (reference)", "original (reference)"]
+    styles = method_styles(names)
+    assert len({(s["color"], s["marker"]) for s in styles.values()}) == len(names)
+    assert styles["retrain (reference)"]["marker"] == "*" and styles["original (reference)"]["marker"] == "s"
+    assert all(s["marker"] not in ("*", "s") for n, s in styles.items() if "reference" not in n)
+    assert _bar(0.8, 2.0, log=False) == [0.8, 2.0] and _bar(3.0, 1.0, log=False) == [1.0, 1.0]
+    assert _bar(2.0, 5.0, log=True) == [pytest.approx(1.8), 5.0] and _bar(1.0, None, log=True) == [0.0, 0.0]
+    rows = [{"method": n, "avg_gap": 1.0 + i / 10, "avg_gap_std": 2.0, "rte": 2.0 + i, "rte_std": 0.5}
+            for i, n in enumerate(names[:6])]
+    first, second = cost_plot(rows, tmp_path / "a.png", "t"), cost_plot(rows, tmp_path / "b.png", "t")
+    assert first.read_bytes() == second.read_bytes()
