@@ -7,10 +7,7 @@ where the hardware fingerprints differ, when it moved by no more than its resolu
 accuracy: one example of its split), or lies within the seeds' spread: |rerun - published| <=
 t(1 - 0.05 / (2K), n - 1) * s * sqrt(2 / m), with s and n the std and number of the method's
 published seeds (all of them), m the seeds the cell averages and K the cells compared
-(Bonferroni), and only where every record reproduced. Forget quality is computed from all seeds
-at once and has no per-seed spread: it holds where it prints the same, or follows its records
-when they all reproduced. A method's
-place (by mean Avg. Gap) holds when the rerun's lies inside the published place's 95% interval
+(Bonferroni), and only where every record reproduced. A method's place (by mean Avg. Gap) holds when the rerun's lies inside the published place's 95% interval
 over a paired bootstrap of the seeds (`bench.statistics.rank_intervals`). On the same
 fingerprint only equal cells and places hold. `stale_board`: the published leaderboard file
 must also be what the published records give (nobody edits it by hand).
@@ -30,8 +27,7 @@ from bench.store import load_records
 from bench.metrics import METRICS, headline_keys
 from bench.reproduce import ALPHA, counts_of
 
-HOLDS = ("printed equal", "within resolution", "within the seeds' spread", "follows its records",
-         "within its interval", "not comparable")
+HOLDS = ("printed equal", "within resolution", "within the seeds' spread", "within its interval", "not comparable")
 
 
 @dataclass(frozen=True)
@@ -103,8 +99,6 @@ def _cell(section, method, col, row, other, full, counts, k, same, records_repro
         return done("within resolution", f"one step {100 * step:.3g}")
     if not records_reproduced:  # a cell may only be another draw when every record it averages is
         return done("differs", "beyond its resolution, and not every record reproduced")
-    if col == "forget_quality":
-        return done("follows its records", "no per-seed spread")
     s, n, m = full.get(f"{col}_std"), full.get("n", 0), row.get("n", 0)
     if s is None or n < 3 or m < 1:
         return done("differs", f"{n} published seeds, too few for a spread")
