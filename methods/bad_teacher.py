@@ -2,8 +2,11 @@
 
 The student (the original model) distils from two teachers at once: on forget examples from
 an "incompetent" teacher (a randomly initialised model), on retain examples from the
-competent original. One pass over the forget set mixed with a random 30% of the retain set;
-loss KL(teacher_T || student_T). Defaults: Adam lr 1e-4, 1 epoch, 30% of retain, T=1.
+competent original. One pass over the forget set mixed with a random 30% of the retain set.
+The loss is the official `UnlearnerLoss` (vikram2000b/bad-teaching-unlearning, unlearn.py lines
+9-19): `F.kl_div(log_softmax(student / T), teacher probabilities)` with PyTorch's default
+reduction "mean", the mean over batch x classes (batchmean / classes), and no T^2 factor.
+Defaults: Adam lr 1e-4, 1 epoch, 30% of retain, T=1 (their notebook: batch 256).
 """
 
 from dataclasses import dataclass
@@ -13,7 +16,7 @@ import torch
 from bench.api import RunContext, UnlearnData, float_range, int_range, log_range, param, register_method
 from bench.data import Split
 from bench.train import make_optimizer, run_epochs
-from methods._common import kl_distill
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,14 @@ class BadTeacherConfig:
     epochs: int = param(1, ge=1, search=int_range(1, 5))
     lr: float = param(1e-4, gt=0, search=log_range(1e-5, 1e-2))
     batch_size: int = param(256, ge=1)
+
+
+def unlearner_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
+    """The official UnlearnerLoss: KL(teacher_T || student_T), PyTorch's default "mean" reduction
+    (over every batch x class element), no T^2. Shapes (N, C) -> scalar."""
+    teacher = F.softmax(teacher_logits / temperature, dim=1)
+    # "mean" spelled out as sum / elements: PyTorch warns that its "mean" will become "batchmean"
+    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), teacher, reduction="sum") / teacher.numel()
 
 
 @register_method("bad_teacher", config=BadTeacherConfig, protocols=("class",))
@@ -42,7 +53,7 @@ def bad_teacher(model, data: UnlearnData, cfg: BadTeacherConfig, ctx: RunContext
         x, is_forget = batch
         with torch.no_grad():
             target = torch.where(is_forget[:, None].bool(), bad(x), good(x))
-        return kl_distill(model(x), target, cfg.temperature)
+        return unlearner_loss(model(x), target, cfg.temperature)
 
     optimizer = make_optimizer(model.parameters(), "adam", cfg.lr)
     return run_epochs(model, optimizer, cfg.epochs, lambda: ctx.batches(mixed, cfg.batch_size), loss, ctx)

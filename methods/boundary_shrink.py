@@ -9,7 +9,11 @@ in PIXEL units on [0, 1] images, clamp to [0, 1] and round to 8 bits; the loop o
 `boundary_shrink_iter` (lines 80-99) takes the frozen original's argmax on the neighbour as
 the label for the clean image. Their models normalise inside the network; ours get normalised
 batches, so the step is taken on the un-normalised image and normalised again afterwards.
-Defaults as run in SalUn: 10 epochs, bound 0.1, SGD lr 1e-5.
+Defaults as in the authors' code (their release, mirrored as TY-LEE-KR/Boundary-Unlearning-Code:
+boundary_unlearning.py lines 14-31, `boundary_shrink(bound=0.1, poison_epoch=10)` with
+`SGD(lr=0.00001, momentum=0.9)` and no weight decay; main.py:32, batch 64): 10 epochs, bound
+0.1, SGD lr 1e-5, momentum 0.9, weight decay 0, batch 64. SalUn's port, followed for the FGSM
+step above, runs its own defaults instead (lr 0.01, weight decay 5e-4, batch 256).
 """
 
 from dataclasses import dataclass

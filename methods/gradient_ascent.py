@@ -1,7 +1,7 @@
 """Gradient ascent (GA, NegGrad): maximise the cross-entropy on the forget set.
 
 Thudi et al. 2022; settings as in SalUn / l1-sparse (Jia et al., NeurIPS 2023): a few epochs at
-lr 1e-4 to 1e-3. The loss is unbounded, so it diverges easily; the runner records that.
+lr 1e-4 to 1e-3, batch 256 (OPTML-Group/Unlearn-Saliency, Classification/arg_parser.py:69; Unlearn-Sparse, arg_parser.py:67: no README command overrides it). The loss is unbounded, so it diverges easily; the runner records that.
 """
 
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ class GradientAscentConfig:
     lr: float = param(1e-4, gt=0, search=log_range(1e-5, 0.1))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
-    batch_size: int = param(128, ge=1)
+    batch_size: int = param(256, ge=1)
 
 
 @register_method("gradient_ascent", config=GradientAscentConfig)

@@ -2,7 +2,8 @@
 
 Fine-tune on the retain set with an l1 penalty alpha_t * ||theta||_1 whose weight decays
 linearly to 0 over the epochs (alpha_t = alpha * (1 - t / epochs)). Defaults: 10 epochs,
-SGD lr 0.01, alpha 5e-4.
+SGD lr 0.01, alpha 5e-4, batch 256 (OPTML-Group/Unlearn-Sparse, arg_parser.py:67; the README's
+FT_prune command, line 86, does not override it).
 """
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ class L1SparseConfig:
     lr: float = param(0.01, gt=0, search=log_range(1e-3, 0.3))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
-    batch_size: int = param(128, ge=1)
+    batch_size: int = param(256, ge=1)
 
 
 @register_method("l1_sparse", config=L1SparseConfig)

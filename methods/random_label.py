@@ -2,7 +2,7 @@
 
 Each epoch is one pass over the forget set with labels drawn uniformly at random (the true
 label allowed, fresh each epoch), then one pass over the retain set with true labels.
-SalUn's defaults: 10 epochs, SGD lr 0.01.
+SalUn's defaults: 10 epochs, SGD lr 0.01, batch 256 (OPTML-Group/Unlearn-Saliency, Classification/arg_parser.py:69; Unlearn-Sparse, arg_parser.py:67: no README command overrides it).
 """
 
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ class RandomLabelConfig:
     lr: float = param(0.01, gt=0, search=log_range(1e-3, 0.3))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
-    batch_size: int = param(128, ge=1)
+    batch_size: int = param(256, ge=1)
 
 
 def relabelled_then_retain(data: UnlearnData, batch_size: int, ctx: RunContext):

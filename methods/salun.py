@@ -4,7 +4,8 @@ The weight saliency mask keeps the `ratio` of weights with the largest |gradient
 forget set|, ranked globally over all parameters. Then random labelling (forget with random
 labels, then retain, each epoch) updates only the masked weights. Unmasked weights must not
 move at all: they are restored after every optimiser step, which is exact, whereas masking
-gradients alone would still let weight decay and momentum move them. Defaults: 10 epochs, SGD lr 0.013, ratio 0.5.
+gradients alone would still let weight decay and momentum move them. Defaults: 10 epochs, SGD
+lr 0.013, ratio 0.5, batch 256 (OPTML-Group/Unlearn-Saliency, Classification/arg_parser.py:69; Unlearn-Sparse, arg_parser.py:67: no README command overrides it).
 """
 
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ class SalUnConfig:
     lr: float = param(0.013, gt=0, search=log_range(1e-3, 0.3))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
-    batch_size: int = param(128, ge=1)
+    batch_size: int = param(256, ge=1)
 
 
 def saliency_mask(model, data: UnlearnData, ctx: RunContext, ratio: float, batch_size: int):

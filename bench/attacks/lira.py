@@ -133,7 +133,14 @@ def rmia(a: AttackInput) -> AttackResult:
 
     Each example's P(x) averages up to m reference models that did not train on it (genuine OUT
     models only; `min_out_references` records the fewest any attacked example had, which the
-    suite's plan keeps at m: `bench.workspace`)."""
+    suite's plan keeps at m: `bench.workspace`), as privacytrustlab/ml_privacy_meter does
+    (attacks.py `get_rmia_out_signals`, lines 7-39; the paper's code, research/2024_rmia
+    main.py lines 391-400). Deviations, both from sharing the suite's LiRA references rather
+    than training complementary pairs: the OUT models are the first m in reference order, and `a`
+    is tuned on a grid of 0.1 (as they do) with reference 0 as the stand-in target attacked by
+    the others, where ml_privacy_meter attacks the target's paired model with one reference
+    (`tune_offline_a`, lines 42-88) and the paper's code fixes `offline_a` per dataset
+    (main.py:423; 0.3 on CIFAR-10)."""
     refs, st = a.references, a.settings
     m = st.rmia_references
     a_param = _tune_a(refs, m, st.rmia_gamma, st.seed)

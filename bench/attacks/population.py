@@ -72,6 +72,22 @@ def loss_threshold(a: AttackInput) -> AttackResult:
     return scored(-a.members()["loss"], -a.nonmembers()["loss"])
 
 
+def svc_training_sets(a: AttackInput) -> tuple[np.ndarray, np.ndarray]:
+    """MIA-Efficacy's SVC training data: (members, non-members) as true-class probabilities, each
+    (n, 1) float64: a retain sample the size of the test split and the test split (without the
+    forgotten class under class forgetting)."""
+    o = a.outputs
+    test = o["test"]
+    if a.forget_label is not None:
+        keep = test["label"] != a.forget_label
+        test = {k: v[keep] for k, v in test.items()}
+    return balanced_sample(_prob(o["retain"]), _prob(test), seed=derive_seed(a.seed, "mia_efficacy"))
+
+
+def _prob(out: dict) -> np.ndarray:
+    return np.exp(-out["loss"].astype(np.float64)).reshape(-1, 1)
+
+
 @register_attack("mia_efficacy", label="MIA-Efficacy", strength=0,
                  resolution=fitted("efficacy", "auc", "balanced_accuracy", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"))
 def mia_efficacy(a: AttackInput) -> AttackResult:
@@ -79,13 +95,13 @@ def mia_efficacy(a: AttackInput) -> AttackResult:
 
     An RBF `SVC(C=3, gamma="auto")` learns members (a retain sample the size of the test split,
     drawn from the run's seed) from non-members (test); efficacy is the share of the forget set
-    it calls non-members (higher = more forgotten). The ROC numbers score forget against the
-    held-out examples of the validation split, which the SVC did not train on.
+    it calls non-members (higher = more forgotten). For class forgetting the test split loses the
+    forgotten class first, as in SalUn (Classification/dataset.py lines 607-609, for a whole
+    class; evaluation/SVC_MIA.py). The ROC numbers score forget against the held-out examples of
+    the validation split, which the SVC did not train on.
     """
-    o = a.outputs
-    prob = lambda out: np.exp(-out["loss"].astype(np.float64)).reshape(-1, 1)  # noqa: E731
-    retain, test = balanced_sample(prob(o["retain"]), prob(o["test"]), seed=derive_seed(a.seed, "mia_efficacy"))
+    retain, test = svc_training_sets(a)
     svc = SVC(C=3, gamma="auto", kernel="rbf").fit(np.r_[retain, test], np.r_[np.ones(len(retain)), np.zeros(len(test))])
-    efficacy = float(np.mean(svc.predict(prob(a.members())) == 0))
-    return scored(svc.decision_function(prob(a.members())), svc.decision_function(prob(a.nonmembers("val"))),
+    efficacy = float(np.mean(svc.predict(_prob(a.members())) == 0))
+    return scored(svc.decision_function(_prob(a.members())), svc.decision_function(_prob(a.nonmembers("val"))),
                   efficacy=efficacy)
