@@ -140,7 +140,7 @@ def _points(ax, rows, x_key, y_key, x_log: bool = False):
         ax.errorbar(x, y, xerr=np.array([_bar(x, row.get(f"{x_key}_std"), x_log)]).T,
                     yerr=np.array([_bar(y, row.get(f"{y_key}_std"), False)]).T, fmt=style["marker"],
                     ms=12 if style["marker"] == "*" else 6, color=style["color"], capsize=2, lw=0.8)
-        texts.append(ax.text(x, y, row["method"].replace(" (reference)", ""), fontsize=7))
+        texts.append(ax.text(x, y, row["method"].replace(" (reference)", ""), fontsize=7, in_layout=False))
         xs.append(x)
         ys.append(y)
     if texts:
