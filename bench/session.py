@@ -43,7 +43,7 @@ def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bo
     choices = Choices(request.methods or None, tuple(seeds) if seeds else None, configs,
                       str(tuned_file))
     ws = request.workspace(Progress(enabled=not quiet), threads, suite)
-    if ws.needs("needs_references"):
+    if ws.needs("needs_references") and not request.tuning:  # tuning scores on validation data: no references
         ws.reference_plan()  # checks the attack settings against the reference models, before any write
     plan = make_plan(suite, [ws.forget_set(spec) for spec in suite.forget_sets], choices, ws.policy.key())
     if "original" in request.methods:

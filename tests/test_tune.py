@@ -18,7 +18,9 @@ from conftest import TINY_SUITE
 from bench.spec import search_space
 
 TUNE_SUITE = (TINY_SUITE.replace("  gradient_ascent: {epochs: 1, lr: 1.0e-3, batch_size: 64}\n", "  ssd: {alpha: 5.0}\n")
-              + "tuning: {trials: 3, seed: 7}\n")
+              + "tuning: {trials: 3, seed: 7}\n"
+              # attacks with reference models: tuning must neither train nor plan them (their pool holds the test split)
+              + "attacks: [simple, rmia]\nattack_settings: {references: 4, rmia_references: 1}\n")
 
 
 @pytest.mark.parametrize("name", method_registry().names())
