@@ -18,7 +18,7 @@ the first backward pass) takes ~2.5 s, and a fresh process's first training step
 children imports the caller's `__main__` again (a script without a main guard would run twice).
 
 A child writes files only in a scratch folder of its own (`bench.landlock`, where the kernel
-has it), and processes it leaves behind are killed when it ends (the server is a subreaper).
+has it; in a folder unique to its server), and what it leaves running is killed when it ends.
 Inputs travel to the child as plain pickles (copies), never as shared memory, so a child that
 writes into what it was sent changes only its own copy. Nothing from the child is unpickled
 here: its messages and result are JSON, plus one blob of bytes for the caller to read safely
@@ -50,11 +50,10 @@ from typing import Any, Callable
 from bench.landlock import deny_writes
 
 _server: _Server | None = None
-# glibc's malloc in a fresh process maps and unmaps every block over 128 KiB (a training batch's
-# activations) until its thresholds adapt; a long-running process has them at the 32 MiB
-# maximum. Started there, a child trains as fast as the caller would: one cifar10-cpu finetune
-# epoch took 3.15-4.12 s in a child against 3.04-3.32 s in the caller without this, 2.84-3.13 s
-# against 2.87-3.66 s with it (5 interleaved pairs each, 2 cores).
+_calls: Path | None = None  # in the server: a folder of its own for its children's scratch folders
+# glibc's malloc in a fresh process maps and unmaps every block over 128 KiB until its thresholds
+# adapt (a long-running process has them at 32 MiB): one cifar10-cpu finetune epoch took 3.15-4.12 s
+# in a child vs 3.04-3.32 s in the caller without this, 2.84-3.13 vs 2.87-3.66 s with it (5 pairs).
 MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864"
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
@@ -117,10 +116,10 @@ def _parsed(frame: bytes) -> tuple[str, Any]:
     """A child's frame: ["message" | "result" | "error", value], or the server's ["exited", code]."""
     try:
         kind, value = json.loads(frame)
+        if kind == "exited" and not isinstance(value, int):
+            raise TypeError
     except (ValueError, TypeError):
         raise ChildFailed("its process sent something that is not a message or a result") from None
-    if kind == "exited" and not isinstance(value, int):
-        raise ChildFailed("its process sent something that is not a message or a result")
     return kind, value
 
 
@@ -130,9 +129,8 @@ def _kill(pid: int) -> None:
 
 
 def _ended(code: int) -> str:
-    if code < 0:
-        return f"its process was killed by {signal.Signals(-code).name}"
-    return f"its process ended (exit code {code}) before sending a result"
+    return (f"its process was killed by {signal.Signals(-code).name}" if code < 0
+            else f"its process ended (exit code {code}) before sending a result")
 
 
 class _Server:
@@ -188,9 +186,11 @@ def serve(control_fd: str, prepare: str) -> None:
     """The fork server's loop: runs `prepare` ("module:function", or ""), then forks one child per
     request on `control_fd`, and reports each child's exit code on its own connection once it
     ends; exits (killing its children) when the caller's end of `control_fd` closes."""
+    global _calls  # noqa: PLW0603 - the children inherit it
     if prepare:
         module, function = prepare.split(":")
         getattr(importlib.import_module(module), function)()
+    _calls = Path(tempfile.mkdtemp(prefix="unlearn-bench-calls-"))  # unique: a dead server's leftovers never clash
     gc.freeze()  # the collector leaves the server's objects alone, so children copy fewer pages on write
     # Processes a child leaves behind (a method's own children, double-forked or not) become
     # this server's when their parents end, and are killed (`_reap`).
@@ -215,6 +215,7 @@ def serve(control_fd: str, prepare: str) -> None:
             if not msg:  # the caller is gone
                 for pid in children:
                     _kill(pid)
+                shutil.rmtree(_calls, ignore_errors=True)
                 os._exit(0)
             pid = os.fork()
             if pid == 0:
@@ -287,7 +288,7 @@ def _child(conn: Connection) -> None:
 
 
 def _scratch(pid: int) -> Path:
-    return Path(tempfile.gettempdir()) / f"unlearn-bench-call-{pid}"
+    return _calls / str(pid)
 
 
 def _restrict_writes() -> None:

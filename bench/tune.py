@@ -228,7 +228,7 @@ def _summary(st: _Study | None) -> dict:
     if st is None:
         return {"values": {}, "trials": 0, "best_objective": None, "tuning_gflops": 0.0, "note": "nothing to tune"}
     trials = [t for t in st.study.trials if t.state.name in _FINISHED]
-    spent = sum(t.user_attrs.get("flops", 0) for t in trials) / 1e9
+    spent = sum(t.user_attrs.get("flops") or 0 for t in trials) / 1e9  # a call whose process died counted none
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value) if complete else None
     return {"values": dict(best.params) if best else {}, "trials": st.done,

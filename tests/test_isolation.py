@@ -314,3 +314,28 @@ def test_a_method_file_that_dies_or_cannot_be_described_on_import_is_refused(cli
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"plugin '{plugin}'" in err and reason in err, err
     assert not Path("r").exists()
+
+
+def _scratch_of_this_call(setup, receive, send):
+    import os
+    import tempfile
+
+    receive()
+    return [tempfile.gettempdir(), os.getpid()], b""
+
+
+def test_each_call_writes_in_a_scratch_folder_unique_to_its_server_and_removed_after():
+    """A scratch folder named by pid alone clashed with a dead server's leftover of the same pid
+    (FileExistsError: the call failed); now it lives in a folder unique to its server."""
+    import time
+
+    from bench.execute import prepare_server
+    from bench.sandbox import run_isolated
+
+    (scratch, pid), _ = run_isolated(_scratch_of_this_call, None, None, lambda m: None, prepare=prepare_server)
+    assert Path(scratch).name == str(pid) and Path(scratch).parent.name.startswith("unlearn-bench-calls-")
+    for _ in range(50):  # removed when the server reaps the child
+        if not Path(scratch).exists():
+            break
+        time.sleep(0.1)
+    assert not Path(scratch).exists() and Path(scratch).parent.is_dir()

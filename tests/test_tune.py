@@ -219,3 +219,35 @@ def test_a_journal_cut_off_mid_line_is_mended_and_a_damaged_one_named(cli, tiny_
     code, _, err = cli("tune", suite, "--quiet", "--trials", "3")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"'{journal}' line 2 is not a journal entry" in err
+
+
+DIES = '''
+import os
+from dataclasses import dataclass
+from bench.api import log_range, param, register_method
+
+
+@dataclass(frozen=True)
+class Cfg:
+    lr: float = param(0.01, gt=0, search=log_range(1e-3, 0.1))
+
+
+@register_method("dies_sometimes", config=Cfg)
+def dies_sometimes(model, data, cfg, ctx):
+    """Its process dies when lr is above 0.01: the call fails with no cost measured."""
+    if cfg.lr > 0.01:
+        os._exit(0)
+    return model
+'''
+
+
+def test_a_trial_whose_process_dies_is_infeasible_and_the_tune_goes_on(cli, tiny_suite, tmp_path, forget_plugins):
+    """Its call has no FLOP count (the process died before measuring): the study's summary must
+    not trip over it (it did: `int + None`)."""
+    (tmp_path / "dies.py").write_text(DIES)
+    suite = tiny_suite(TINY_SUITE.replace("  gradient_ascent: {epochs: 1, lr: 1.0e-3, batch_size: 64}\n",
+                                          "  dies_sometimes: {lr: 0.05}\n") + "tuning: {trials: 3, seed: 7}\n")
+    code, out, err = cli("tune", suite, "--quiet", "--methods", "dies_sometimes", "--plugin", tmp_path / "dies.py")
+    assert code == 0, err
+    tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
+    assert tuned["dies_sometimes"]["random-10pct"]["trials"] == 3
