@@ -157,8 +157,7 @@ def _ray(args, request, suite):
     from bench.executors import RayExecutor
 
     request = request.absolute()
-    return RayExecutor(request, Path(request.cache_dir or default_cache_dir()), args.ray_address,
-                       *_job_resources(args, suite))
+    return RayExecutor(request, Path(request.cache_dir or default_cache_dir()), args.ray_address, *_job_resources(args, suite))
 
 
 def _job_resources(args, suite) -> tuple[float, float]:
@@ -181,9 +180,9 @@ def _open(args, results: Path, tuning: bool = False, tuned: str = "off"):
 
 
 def _write_board(args, results: Path) -> None:
-    if not args.no_leaderboard:
-        from bench.leaderboard import write_leaderboard
+    from bench.leaderboard import write_leaderboard
 
+    if not args.no_leaderboard:
         print(f"leaderboard: {write_leaderboard(results, _board(args, results))}")
 
 
@@ -244,7 +243,8 @@ def cmd_tune(args) -> int:
             for forget_set, t in tuned[m].items():
                 print(f"{m:<16} {forget_set:<14} {t['trials']} trials, best objective {t['best_objective']}, "
                       f"{t['tuning_gflops']} GFLOPs{'  (' + t['note'] + ')' if t.get('note') else ''}")
-        again = f"unlearn-bench run {args.suite}" + (f" --results {results}" if args.results else "")
+        again = "".join([f"unlearn-bench run {args.suite}", *(f" --plugin {p}" for p in args.plugin),
+                         f" --results {results}" if args.results else ""])
         print(f"tuned configs: {path}; `{again}` runs them")
     return 0
 

@@ -81,7 +81,7 @@ def call_method(entry, model: nn.Module, data, config, ctx) -> tuple[nn.Module, 
     `cost`: see `metered` (warmed up on the retain set); on a dead child only `wall_s` is known.
     Epoch progress reaches `ctx.progress`. Raises KeyboardInterrupt on the user's Ctrl-C.
     """
-    setup = (entry.name, entry.fn.__module__, entry.source)
+    setup = (entry.name, entry.fn.__module__, entry.loader or None)
     payload = (model, data, config_values(config), dataclasses.replace(ctx, progress=None), rng_states())
     warm = (_warm, (ctx.new_model, ctx.policy, tuple(data.retain.x.shape[1:]), ctx.recipe.batch_size,
                     data.num_classes))

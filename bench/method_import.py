@@ -31,19 +31,20 @@ def import_builtin_methods() -> None:
             importlib.import_module(f"methods.{info.name}")
 
 
-def load_method(name: str, module: str, source: str):
-    """The registry entry of method `name`, importing what defines it first if this process has
-    not: its `module`, or for a `--plugin` file, the file `source`. A method-call process
-    (`bench.execute`) imports only the method it calls. Raises UserError if that does not
-    register `name` (a method registered outside a method file's top level)."""
+def load_method(name: str, module: str, plugin: str | None):
+    """The registry entry of method `name`, importing what registers it first if this process has
+    not: the `--plugin` file `plugin` (which may import the module defining it from a folder it
+    adds to the path), else its `module`. A method-call process (`bench.execute`) imports only
+    the method it calls. Raises UserError if that does not register `name` (a method registered
+    outside a method file's top level)."""
     if name not in registry:
-        if module.startswith(PLUGIN_PREFIX):
-            import_file(Path(source), f"plugin '{source}'")
+        if plugin:
+            import_file(Path(plugin), f"plugin '{plugin}'")
         else:
             guarded(lambda: importlib.import_module(module), f"method module '{module}'")
     if name not in registry:
-        raise UserError(f"method '{name}' is not registered on importing {module} ({source}); register methods "
-                        "at the top level of a method file.")
+        raise UserError(f"method '{name}' is not registered on importing {plugin or module}; register methods at "
+                        "the top level of a method file.")
     return registry.get(name)
 
 
@@ -88,15 +89,31 @@ def describe_in_child(setup, receive, send) -> tuple[list, bytes]:
             import_file(Path(what), named)
         else:
             guarded(EntryPoint(*what).load, named)
-        return ["ok", [_description(registry.get(n)) for n in sorted(set(registry.names()) - before)]], b""
+        found = [registry.get(n) for n in sorted(set(registry.names()) - before)]
+        if not found:
+            raise UserError(f"{named} registers no method; a method file registers one with @register_method.")
+        for entry in found:
+            _check_source(entry, named)
+        return ["ok", [_description(entry) for entry in found]], b""
     except UserError as e:
         return ["refused", str(e)], b""
-    except ValueError as e:  # a config that cannot be described
+    except (ValueError, TypeError) as e:  # a config that cannot be described
         return ["refused", f"{named}: {e}; a method's config holds plain values."], b""
 
 
+def _check_source(entry, named: str) -> None:
+    """A method's code hash reads the file that defines it: that must be a .py file (a function
+    made by exec has none)."""
+    source = Path(entry.source)
+    if entry.name == "original":
+        raise UserError(f"{named}: 'original' is reserved (the model before unlearning); rename the method.")
+    if source.suffix != ".py" or not source.is_file():
+        raise UserError(f"{named}: method '{entry.name}' is not defined in a .py file ({entry.source}); define "
+                        "methods in a method file.")
+
+
 def _description(entry) -> dict:
-    return {"name": entry.name, "module": entry.fn.__module__, "source": entry.source,
+    return {"name": entry.name, "module": entry.fn.__module__, "qualname": entry.fn.__qualname__, "source": entry.source,
             "description": entry.description, "protocols": list(entry.info.protocols),
             "deterministic": entry.info.deterministic, "config": config_schema(entry.config),
             "config_name": entry.config.__name__ if entry.config else ""}

@@ -72,18 +72,21 @@ def _load_foreign(what: tuple, named: str) -> None:
         raise UserError(f"{named}: {e} while importing it; a method file must only register methods.") from None
     if verdict != "ok":
         raise UserError(str(found))
+    loader = what[1] if what[0] == "plugin" else ""  # a plugin's processes import the file itself
     try:
-        entries = [_described_entry(d) for d in found]
+        entries = [_described_entry(d, loader) for d in found]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UserError(f"{named}: its process sent a description that is not one ({e}).") from None
-    for entry in entries:
-        _registry.add(entry)
+    try:
+        _registry.add(*entries)  # all or none
+    except UserError as e:
+        raise UserError(f"{named}: {e}") from None
 
 
-def _described_entry(d: dict) -> Entry:
+def _described_entry(d: dict, loader: str) -> Entry:
     """The entry of a method another process described: its config class rebuilt, its function a
     stand-in that only names the module to import where the method runs."""
-    if not all(isinstance(d[k], str) for k in ("name", "module", "source", "description", "config_name")) or not (
+    if not all(isinstance(d[k], str) for k in ("name", "module", "qualname", "source", "description", "config_name")) or not (
             isinstance(d["deterministic"], bool) and all(isinstance(p, str) for p in d["protocols"])):
         raise ValueError("a declaration of the wrong type")
     config = config_class(d["config_name"], d["module"], d["config"])
@@ -91,6 +94,6 @@ def _described_entry(d: dict) -> Entry:
     def runs_elsewhere(*args, **kwargs):
         raise RuntimeError(f"method '{d['name']}' runs in a process of its own; call it with bench.execute.call_method")
 
-    runs_elsewhere.__module__ = d["module"]
+    runs_elsewhere.__module__, runs_elsewhere.__qualname__ = d["module"], d["qualname"]
     return Entry(d["name"], runs_elsewhere, config, d["description"], d["source"],
-                 MethodInfo(tuple(d["protocols"]), d["deterministic"]))
+                 MethodInfo(tuple(d["protocols"]), d["deterministic"]), loader)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import importlib.util
 from pathlib import Path
 
 PROJECT = ("bench", "methods")
@@ -25,13 +24,17 @@ def _is_project(name: str) -> bool:
     return name.split(".")[0] in PROJECT
 
 
+ROOT = Path(__file__).resolve().parent.parent  # the folder holding the project's packages
+
+
 @functools.lru_cache(maxsize=None)
 def _module_file(name: str) -> Path | None:
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
+    """The source file of project module `name`, found on disk: never imported (finding a spec
+    imports the parent packages, and a plugin's text can name any module), None if none."""
+    if not _is_project(name):
         return None
-    return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+    base = ROOT.joinpath(*name.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
 
 
 def _imports(path: Path) -> set[str]:
@@ -61,10 +64,9 @@ def _closure(files: tuple[Path, ...]) -> list[Path]:
 @functools.lru_cache(maxsize=None)
 def file_hash(*files: Path) -> str:
     """Hash of these source files and every project module they import."""
-    root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     for path in _closure(tuple(Path(f).resolve() for f in files)):
-        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+        rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 

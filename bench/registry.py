@@ -39,6 +39,7 @@ class Entry:
     description: str  # first line of the function's docstring
     source: str  # the file that registered it
     info: Any = field(default_factory=NoInfo)  # the registry's info type, e.g. MethodInfo
+    loader: str = ""  # a method described by another process: the --plugin file its processes import
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:
@@ -66,19 +67,28 @@ class Registry:
             raise UserError(f"{self.kind} '{name}': {e}; declare it in the registration.") from None
 
         def decorate(fn):
+            if name in self._entries:  # in one process a name is registered once
+                raise UserError(f"{self.kind} '{name}' is registered twice: in {self._entries[name].source} "
+                                f"and in {inspect.getsourcefile(fn)}; rename one of them.")
             doc = inspect.getdoc(fn) or ""
             self.add(Entry(name, fn, config, doc.splitlines()[0] if doc else "", inspect.getsourcefile(fn) or "?", info))
             return fn
 
         return decorate
 
-    def add(self, entry: Entry) -> None:
-        """Register a made entry (e.g. one described by another process); a name registered
-        already is a UserError."""
-        if entry.name in self._entries:
-            raise UserError(f"{self.kind} '{entry.name}' is registered twice: in {self._entries[entry.name].source} "
-                            f"and in {entry.source}; rename one of them.")
-        self._entries[entry.name] = entry
+    def add(self, *entries: Entry) -> None:
+        """Register made entries (e.g. methods described by another process), all or none: a name
+        registered already from elsewhere is a UserError, and then none is added (the same
+        definition again, e.g. one package's module imported by another's, is no change)."""
+        seen = dict(self._entries)
+        where = lambda e: (e.source, e.fn.__module__, e.fn.__qualname__)  # noqa: E731 - the definition
+        for entry in entries:
+            known = seen.get(entry.name)
+            if known is not None and where(known) != where(entry):
+                raise UserError(f"{self.kind} '{entry.name}' is registered twice: in {known.source} and in "
+                                f"{entry.source}; rename one of them.")
+            seen.setdefault(entry.name, entry)
+        self._entries = seen
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)

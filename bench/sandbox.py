@@ -47,7 +47,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.landlock import deny_writes
+from bench.landlock import confine
 
 _server: _Server | None = None
 _calls: Path | None = None  # in the server: a folder of its own for its children's scratch folders
@@ -63,8 +63,7 @@ class ChildFailed(Exception):
 
 
 def run_isolated(target: Callable, setup: Any, payload: Any, on_message: Callable[[Any], None],
-                 warm: tuple[Callable, Any] | None = None,
-                 prepare: Callable[[], None] | None = None) -> tuple[Any, bytes]:
+                 warm: tuple[Callable, Any] | None = None, prepare: Callable[[], None] | None = None) -> tuple[Any, bytes]:
     """`target(setup, receive, send)` in a fresh child process; what it returns, (JSON value, bytes).
 
     target: a module-level function (it is sent by reference). setup: small, plain data the
@@ -89,16 +88,16 @@ def run_isolated(target: Callable, setup: Any, payload: Any, on_message: Callabl
     done = False
     try:
         path = [p for p in sys.path if isinstance(p, str)]  # the caller's import path now, not at the server's start
-        conn.send_bytes(pickle.dumps((target, setup, path), pickle.HIGHEST_PROTOCOL))
-        conn.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
+        with contextlib.suppress(OSError):  # a child that ended early: its own error frame, read below, says why
+            conn.send_bytes(pickle.dumps((target, setup, path), pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
         while True:
             kind, value = _parsed(conn.recv_bytes())
             if kind == "message":
                 on_message(value)
                 continue
             if kind == "result":
-                blob = conn.recv_bytes()
-                done = True
+                blob, done = conn.recv_bytes(), True
                 return value, blob
             raise ChildFailed(str(value) if kind == "error" else _ended(value))
     except (EOFError, OSError):  # the server died with its children
@@ -272,7 +271,7 @@ def _child(conn: Connection) -> None:
         if warm is not None:
             with contextlib.suppress(Exception):  # a failed warm-up only slows the call; the call reports errors
                 warm[0](warm[1])
-        _restrict_writes()
+        _confine()
         target, setup, sys.path[:] = pickle.loads(conn.recv_bytes())
         value, blob = target(setup, lambda: pickle.loads(conn.recv_bytes()), send)
         replies = [json.dumps(["result", value]).encode(), blob]
@@ -291,10 +290,11 @@ def _scratch(pid: int) -> Path:
     return _calls / str(pid)
 
 
-def _restrict_writes() -> None:
+def _confine() -> None:
     """From here on this child writes files only in a scratch folder of its own (also its temp
-    folder; removed when it ends) and its /proc entry (`bench.landlock`)."""
+    folder; removed when it ends) and its /proc entry, and signals no process but its own
+    (`bench.landlock`)."""
     scratch = _scratch(os.getpid())
     scratch.mkdir()
     os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
-    deny_writes([scratch, Path(f"/proc/{os.getpid()}")])
+    confine([scratch, Path(f"/proc/{os.getpid()}")])

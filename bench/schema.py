@@ -31,7 +31,7 @@ def config_schema(cls: type | None) -> list[dict] | None:
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        described = {"name": f.name, "type": _type_schema(hints[f.name]),
+        described = {"name": f.name, "type": _type_schema(hints[f.name]), "kw_only": bool(f.kw_only),
                      "range": _plain_dict(f.metadata.get("range")), "search": _plain_dict(f.metadata.get("search"))}
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if default is not dataclasses.MISSING:
@@ -39,7 +39,11 @@ def config_schema(cls: type | None) -> list[dict] | None:
         declared = [described.get("default"), *((described[k] or {}).get("choices") for k in ("range", "search"))]
         if not _is_plain(tuple(declared)):
             raise ValueError(f"config field '{f.name}': its default or choices are not plain values (numbers, "
-                             "strings, bools, None or tuples of them)")
+                             "strings, bools, None or tuples of them; not an Enum or other subclass)")
+        bounds = [(described[k] or {}).get(b) for k in ("range", "search") for b in ("low", "high")]
+        if not all(b is None or type(b) in (int, float) for b in bounds):
+            raise ValueError(f"config field '{f.name}': its bounds are not plain numbers (int or float; not numpy, "
+                             "Fraction or bool)")
         fields.append(described)
     return fields
 
@@ -53,7 +57,8 @@ def config_class(name: str, module: str, schema: list[dict] | None) -> type | No
     for f in schema:
         metadata = {"range": _range(f["range"]), "search": _search(f["search"])}
         default = _tuples(f["default"]) if "default" in f else dataclasses.MISSING
-        fields.append((f["name"], _type(f["type"]), dataclasses.field(default=default, metadata=metadata)))
+        fields.append((f["name"], _type(f["type"]),
+                       dataclasses.field(default=default, metadata=metadata, kw_only=f.get("kw_only") is True)))
     cls = dataclasses.make_dataclass(name, fields, frozen=True)
     cls.__module__ = module  # not importable here: pickled by value (Ray's cloudpickle), never by name
     return cls
@@ -93,9 +98,11 @@ def _type(schema):
 
 
 def _is_plain(value) -> bool:
-    if isinstance(value, tuple):
+    """None, a bool, int, float or str exactly (an Enum member or other subclass would come back
+    as its base type), or a tuple exactly of those."""
+    if type(value) is tuple:
         return all(_is_plain(v) for v in value)
-    return value is None or isinstance(value, (bool, int, float, str))
+    return value is None or type(value) in (bool, int, float, str)
 
 
 def _plain_dict(spec) -> dict | None:

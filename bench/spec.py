@@ -54,6 +54,17 @@ class Search:
     high: float | None = None
     choices: tuple = ()
 
+    def __post_init__(self):
+        """Refuse a space Optuna cannot sample (ValueError): a log range must have 0 < low, every
+        range low <= high, and choices are None, bools, numbers or strings (Optuna's categoricals)."""
+        if self.kind == "choice":
+            if not self.choices or not all(c is None or type(c) in (bool, int, float, str) for c in self.choices):
+                raise ValueError(f"choice{self.choices}: give one or more choices, each None, a bool, a number or "
+                                 "a string")
+        elif not (self.low <= self.high and (self.kind != "log" or self.low > 0)):
+            raise ValueError(f"{self.kind}_range({self.low}, {self.high}): needs {'0 < ' if self.kind == 'log' else ''}"
+                             "low <= high")
+
     def contains(self, value) -> bool:
         if self.kind == "choice":
             return value in self.choices
@@ -107,6 +118,17 @@ def param(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, ch
 
 def field_range(f: dataclasses.Field) -> Range | None:
     return f.metadata.get("range")
+
+
+def field_defaults(cls) -> dict:
+    """{field: default} of a config class's init fields that have one (required fields left out)."""
+    out = {}
+    for f in dataclasses.fields(cls) if cls is not None else ():
+        if f.init and f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.init and f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from bench.models import model_registry
 from bench.registry import did_you_mean
 from bench.settings import UniqueKeyLoader, _coerce, build_dataclass
 from bench.spec import (AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Resources, Suite, TuningSpec,
-                        search_space)
+                        field_defaults, field_range, search_space)
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -125,11 +125,16 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
                             f"remove {', '.join(params)}.")
         if entry.config is None and name in method_overrides:
             raise UserError(f"--set {name}.{next(iter(method_overrides[name]))}: '{name}' takes no hyperparameters.")
-        outside = [k for k, space in search_space(entry.config).items() if not space.contains(getattr(entry.config(), k))]
+        defaults = field_defaults(entry.config)
+        outside = [k for k, space in search_space(entry.config).items() if k in defaults and not space.contains(defaults[k])]
         if outside:
             raise UserError(f"method '{name}' ({entry.source}): its default {outside[0]}="
-                            f"{getattr(entry.config(), outside[0])!r} lies outside its own search space "
+                            f"{defaults[outside[0]]!r} lies outside its own search space "
                             f"({search_space(entry.config)[outside[0]].describe()}); fix the method's config.")
+        declared = {f.name: field_range(f) for f in dataclasses.fields(entry.config)} if entry.config else {}
+        if bad := [k for k, v in defaults.items() if v is not None and declared[k] and not declared[k].accepts(v)]:
+            raise UserError(f"method '{name}' ({entry.source}): its default {bad[0]}={defaults[bad[0]]!r} lies outside "
+                            f"its own declared range ({declared[bad[0]].describe()}); fix the method's config.")
         config = build_dataclass(entry.config, params, f"{where}: methods.{name}") if entry.config else None
         if name in method_overrides:  # checked now; applied when the plan is resolved (bench.plan)
             checked = build_dataclass(entry.config, {**params, **method_overrides[name]}, f"--set {name}")

@@ -85,13 +85,20 @@ def kills_server(model, data, cfg, ctx):
     return model
 
 
+def kills_driver(model, data, cfg, ctx):
+    """Sends SIGTERM to the harness (its fork server's parent)."""
+    driver = int(open(f"/proc/{os.getppid()}/stat").read().rsplit(")", 1)[1].split()[1])
+    os.kill(driver, signal.SIGTERM)
+    return model
+
+
 def writes_files(model, data, cfg, ctx):
     """Overwrites a file outside its scratch folder (e.g. the model cache)."""
     open(WRITE_TARGET, "w").write("poisoned")
     return model
 
 
-for fn in (pickles_code, hooks_model, lingers, kills_server, writes_files):
+for fn in (pickles_code, hooks_model, lingers, kills_server, kills_driver, writes_files):
     register_method(fn.__name__)(fn)
 '''
 
@@ -123,11 +130,11 @@ ROUTES = {"float64": "torch default dtype torch.float32 -> torch.float64",
           "chdir": "working directory", "exits": "called exit(3)",
           "hard_exit": "its process ended (exit code 0) before sending a result",
           "segfaults": "its process was killed by SIGSEGV", "interrupts": "raised KeyboardInterrupt",
-          "writes_files": "PermissionError"}
-# recorded ok: they harm nothing (kills_server's call still returns; the next call starts a server;
-# patched_at_import's file patched torch, numpy and the harness in its own processes only)
-HARMLESS = ("shifts_batches", "flips_memory", "pickles_code", "hooks_model", "lingers", "kills_server",
-            "patched_at_import")
+          "writes_files": "PermissionError",  # writes outside its scratch folder (bench.landlock)
+          "kills_server": "PermissionError", "kills_driver": "PermissionError"}  # signals leave no sandbox
+# recorded ok: they harm nothing (patched_at_import's file patched torch, numpy and the harness in
+# its own processes only)
+HARMLESS = ("shifts_batches", "flips_memory", "pickles_code", "hooks_model", "lingers", "patched_at_import")
 
 
 def _suite(tiny_suite, methods):

@@ -251,3 +251,4 @@ def test_a_trial_whose_process_dies_is_infeasible_and_the_tune_goes_on(cli, tiny
     assert code == 0, err
     tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
     assert tuned["dies_sometimes"]["random-10pct"]["trials"] == 3
+    assert f"`unlearn-bench run {suite} --plugin {tmp_path / 'dies.py'}` runs them" in out  # the command to run them
