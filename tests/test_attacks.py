@@ -332,3 +332,23 @@ def test_every_attack_declares_its_table_label_and_strength():
     for entry in attack_registry.entries():
         assert isinstance(entry.info.label, str) and entry.info.label, entry.name
         assert entry.info.strength in (0, 1, 2, 3, 4), entry.name
+
+
+def test_rmia_keeps_the_papers_a_when_reference_0_cannot_stand_in_for_a_target():
+    """Each example OUT for one of 4 references: reference 0's usable examples are all its members,
+    so no AUC can tune `a` (it used to divide by zero); the paper's CIFAR-10 value is used."""
+    import types
+    import warnings
+
+    from bench.attacks.lira import PAPER_A, _tune_a
+    from bench.references import balanced_keep
+
+    rng = np.random.default_rng(0)
+    keep = balanced_keep(4, 300, seed=0, n_in=3)
+    refs = types.SimpleNamespace(keep=keep, k=4, loss=rng.uniform(0, 2, (4, 300)).astype(np.float32),
+                                 population_loss=rng.uniform(0, 2, (4, 50)).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _tune_a(refs, 1, 1.0, 0) == PAPER_A
+    refs.keep = balanced_keep(4, 300, seed=0, n_in=2)  # two OUT each: tuned as before
+    assert 0.0 <= _tune_a(refs, 1, 1.0, 0) <= 1.0

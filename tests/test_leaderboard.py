@@ -41,7 +41,7 @@ def test_every_table_is_at_most_ten_columns_and_the_headline_names_its_privacy_a
     assert tables and all(len(t[0]) <= 10 for t in tables)
     headline = tables[0][0]
     assert headline[:3] == ["Rank", "Method", "Avg. Gap ↓"] and headline[-1] == "Runs"
-    assert "Loss threshold AUC gap (= retrain)" in headline  # the strongest attack run (strength 1, first by name)
+    assert "Loss threshold AUC abs. gap ↓" in headline  # the strongest attack run (strength 1, first by name)
     assert "<details><summary>Loss threshold (loss_threshold)</summary>" in board
     assert "produced from commit" in board
 

@@ -109,16 +109,23 @@ def rmia_scores(p_target, p_out_mean, p_pop_target, p_pop_refs, a_param: float, 
     return np.searchsorted(ratio_z, ratio_x / gamma, side="left") / len(ratio_z)
 
 
+PAPER_A = 0.3  # the RMIA paper's offline_a for CIFAR-10 (research/2024_rmia, rmia_offline_1_ref_models.yaml)
+
+
 def _tune_a(refs, m: int, gamma: float, seed: int) -> float:
-    """Pick a in [0, 1] by the AUC of RMIA against reference 0, with the others as references."""
+    """Pick a in [0, 1] by the AUC of RMIA against reference 0, with the others as references
+    (the paper's fixed value where reference 0 has no members or no non-members to tell apart)."""
     rng = np.random.default_rng(seed)
-    cols = rng.choice(refs.keep.shape[1], min(2000, refs.keep.shape[1]), replace=False)
     others = np.arange(1, refs.k)
+    usable = np.flatnonzero((~refs.keep[others]).any(axis=0))  # OUT for one of the others, at least
+    cols = rng.choice(usable, min(2000, len(usable)), replace=False)
     prob = np.exp(-refs.loss[:, cols].astype(np.float64))
     p_refs, _ = _out_mean(prob[others], refs.keep[others][:, cols], m)
     pop_target = np.exp(-refs.population_loss[0].astype(np.float64))
     pop_refs = np.exp(-refs.population_loss[others[:m]].astype(np.float64))
     is_in = refs.keep[0, cols]
+    if is_in.all() or not is_in.any():  # e.g. each example OUT for one reference only: no stand-in members and non-members
+        return PAPER_A
     best = (-1.0, 0.0)
     for a_param in np.linspace(0, 1, 11):
         s = rmia_scores(prob[0], p_refs, pop_target, pop_refs, a_param, gamma)
