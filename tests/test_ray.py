@@ -95,15 +95,17 @@ def crash_once(model, data, cfg, ctx):
 
 def _kill_one_ray_worker(marker, stop) -> None:
     """SIGKILL the first Ray worker seen making a method call (the parent of a fork server that
-    is not this process's), and note its pid in `marker`."""
+    is not this process's; a server's own children, which the driver forks to describe plugins
+    too, have the server's command line), and note its pid in `marker`."""
     while not stop.is_set():
         for entry in os.listdir("/proc"):
             try:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
                 parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                parent_cmdline = Path(f"/proc/{parent}/cmdline").read_bytes()
             except (OSError, ValueError, IndexError):
                 continue
-            if b"bench.sandbox" in cmdline and parent != os.getpid():
+            if b"bench.sandbox" in cmdline and b"bench.sandbox" not in parent_cmdline and parent != os.getpid():
                 os.kill(parent, signal.SIGKILL)
                 marker.write_text(str(parent))
                 return
