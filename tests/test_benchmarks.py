@@ -1,10 +1,13 @@
 """Speed of the hot paths, with pytest-benchmark. In the default test run benchmarks are
 disabled (each body runs once, as a test); measure with:
 
-    pytest tests/test_benchmarks.py --benchmark-enable
+    pytest tests/test_benchmarks.py -m 'slow or not slow' --benchmark-enable
+
+(the CIFAR ones are in the slow set)
 """
 
 import numpy as np
+import pytest
 import torch
 
 from bench.policy import CPU
@@ -26,6 +29,7 @@ def test_batched_augmentation(benchmark):
     assert out.shape == x.shape
 
 
+@pytest.mark.slow  # a few seconds: kept out of the default run's 2 minutes
 def test_one_training_epoch_of_the_cifar_cpu_model(benchmark):
     split = _cifar_like()
     model = build_model("cnn-small", 3, 32, 10)
@@ -50,6 +54,7 @@ def test_one_training_epoch_of_the_cifar_cpu_model(benchmark):
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters()))  # the steps moved it
 
 
+@pytest.mark.slow  # a few seconds: kept out of the default run's 2 minutes
 def test_evaluation_pass_of_the_cifar_cpu_model(benchmark):
     split = _cifar_like()
     model = build_model("cnn-small", 3, 32, 10)

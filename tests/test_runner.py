@@ -113,6 +113,7 @@ def test_same_seed_same_metrics(cli, tiny_suite, tmp_path):
     assert len(seeds) == 2
 
 
+@pytest.mark.slow  # a few seconds: kept out of the default run's 2 minutes
 def test_a_method_file_plugin_is_listed_and_lands_on_the_leaderboard(cli, tiny_suite, tmp_path, forget_plugins):
     plugin = tmp_path / "my_method.py"
     plugin.write_text('''
