@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -294,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("unlearn-bench: interrupted; finished runs are recorded, rerun to resume.", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    except BrokenPipeError:  # output piped into a reader that stopped (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 1

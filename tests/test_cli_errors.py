@@ -140,3 +140,15 @@ def test_dirtiness_is_read_from_a_real_checkout(tmp_path):
     assert problem is not None and problem.changed == "code.py" and problem.checkout == tmp_path.resolve()
     assert re.fullmatch(r"the code differs from commit \w+ \(code.py and maybe more\)", str(problem))
     assert unpublishable(tmp_path.parent / "elsewhere", checkout=tmp_path) is None  # outside the checkout
+
+
+def test_output_piped_into_a_reader_that_stops_ends_quietly(tmp_path):
+    """`unlearn-bench list suites | head -1`: no BrokenPipe traceback."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    shell = f"{sys.executable} -m bench list suites | head -1"
+    done = subprocess.run(["bash", "-c", shell], cwd=tmp_path, capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert len(done.stdout.splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
