@@ -1,13 +1,14 @@
 """One leaderboard section (suite × forget set) aggregated over seeds: one row of numbers per method.
 
 Every gap is taken against the retrain run of the same seed and forget set. Every seed counts:
-a run that failed, diverged or collapsed enters its method's Avg. Gap (and so its rank) with a
-penalty, the largest Avg. Gap any row has on that seed (`original`, doing nothing, included) or
-the method's own worst seed if larger, so a failed seed never scores better than doing nothing
-or than any row that ran on it; the other numbers (accuracies, privacy, cost) are over the `ok`
-runs, and the row counts the penalised seeds. Places come with 95% intervals
-and the probability of being best over a paired bootstrap of the seeds, `original` is placed
-like a method, and a method not clearly better than it is marked (`bench.statistics`). The
+a method's run that failed, diverged or collapsed enters its Avg. Gap (and so its rank) with a
+penalty, the largest Avg. Gap any other row has on that seed (`original`, doing nothing,
+included; retrain's 0 not) or the method's own worst seed if larger, so a failed seed never
+scores better than doing nothing or than any row that ran on it; the other numbers (accuracies,
+privacy, cost) are over the `ok` runs, and the row counts the penalised seeds. Places compare
+the seeds `original` has (`ranking_seeds`), with 95% intervals and the probability of being best
+over a paired bootstrap of the seeds; `original` is placed like a method, and a method not
+clearly better than it is marked (`bench.statistics`). The
 section's noise floor is the Avg. Gap between retrains of different seeds. The markdown
 tables, the CSV/JSON export and the trade-off figures all read these rows, so they cannot
 disagree. Names and meanings of the fields: `bench.metrics`.
@@ -156,9 +157,9 @@ def section_rows(records: list[dict]) -> list[dict]:
     avg_gap = _mean_abs_gap(gap_keys("avg_gap", class_forgetting), class_forgetting)
     ok_gaps = {name: _per_seed([r for r in runs if r["status"] == "ok"], retrain, avg_gap)
                for name, runs in groups.items()}
-    worst = defaultdict(lambda: -np.inf)  # the largest Avg. Gap of any row on each seed
-    for by_seed in ok_gaps.values():
-        for seed, gap in by_seed.items():
+    worst = defaultdict(lambda: -np.inf)  # the largest Avg. Gap of any row on each seed, retrain (0) aside
+    for name, by_seed in ok_gaps.items():
+        for seed, gap in by_seed.items() if groups[name][0]["method"] != "retrain" else ():
             worst[seed] = max(worst[seed], gap)
     original_label = next((label(r, records) for r in records if r["method"] == "original"), None)
     floor = noise_floor(records)
@@ -180,16 +181,17 @@ def section_rows(records: list[dict]) -> list[dict]:
         if missing := [k for k in gap_keys("avg_gap", class_forgetting) if k not in used]:
             row["avg_gap_missing"] = missing  # e.g. an attack that could not score a forget set of 3 images
         by_seed = ok_gaps[name]
-        if first["method"] != "retrain":  # every seed counts: a failed run's gap is a penalty
+        if first["method"] not in REFERENCE_METHODS:  # every seed counts: a failed run's gap is a penalty
             penalties = _penalties(runs, by_seed, dict(worst), retrain)
             by_seed, row["penalised"] = {**by_seed, **penalties}, len(penalties)
+        if first["method"] != "retrain":  # original is ranked on its ok seeds (a failed one is flagged)
             gaps[name] = by_seed
         if by_seed:
             row["avg_gap"], row["avg_gap_ci"], _ = mean_ci(list(by_seed.values()))
             row["avg_gap_ci"] = None if np.isnan(row["avg_gap_ci"]) else row["avg_gap_ci"]
             row["avg_gap_std"] = float(np.std(list(by_seed.values()), ddof=1)) if len(by_seed) > 1 else None
-            if floor is not None:
-                row["within_noise_floor"] = row["avg_gap"] <= floor["mean"]
+            if floor is not None:  # a penalised row is never "as close as a second retrain"
+                row["within_noise_floor"] = row["avg_gap"] <= floor["mean"] and not row.get("penalised")
         if first["method"] != "original":  # the original's cost is a training, not an unlearning
             wall = list(_per_seed(ok, retrain, _ratio("wall_s")).values())
             _stats(row, "rte_wall", wall)
@@ -215,8 +217,10 @@ def section_rows(records: list[dict]) -> list[dict]:
             row["config"] = dict(sorted(first["method_config"].items()))
         row["config_source"] = first.get("config_source")
         rows.append(row)
-    places = bootstrap_ranks(gaps, baseline=original_label)
+    seeds = ranking_seeds(gaps, original_label)
+    places = bootstrap_ranks({k: v for k, v in gaps.items() if seeds <= set(v)}, baseline=original_label)
     for row in rows:
+        row["ranking_seeds"] = sorted(seeds)
         for key, value in places.get(row["method"], {}).items():
             row[key.replace("baseline", "original")] = value
         if floor is not None:
@@ -226,6 +230,15 @@ def section_rows(records: list[dict]) -> list[dict]:
     rows.sort(key=lambda row: (row["method"] not in references, "place" not in row, row.get("place", 0),
                                row.get("avg_gap", float("inf")), row["method"]))
     return rows
+
+
+def ranking_seeds(gaps: dict[str, dict[int, float]], original: str | None) -> set[int]:
+    """The seeds a section's places compare on: those `original` has, or else the seed set most
+    rows have. A row lacking one of them is not ranked (it would shrink every row's comparison)."""
+    if original in gaps and gaps[original]:
+        return set(gaps[original])
+    sets = [frozenset(v) for v in gaps.values() if v]
+    return set(max(sets, key=lambda s: (sets.count(s), len(s), sorted(s)))) if sets else set()
 
 
 def provenance(records: list[dict]) -> str:

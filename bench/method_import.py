@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
+import re
 import sys
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -105,6 +106,8 @@ def _check_source(entry, named: str) -> None:
     """A method's code hash reads the file that defines it: that must be a .py file (a function
     made by exec has none)."""
     source = Path(entry.source)
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", entry.name):  # names reach tables and file names
+        raise UserError(f"{named}: method name {entry.name!r}: use letters, digits, '_', '.' and '-' only.")
     if entry.name == "original":
         raise UserError(f"{named}: 'original' is reserved (the model before unlearning); rename the method.")
     if source.suffix != ".py" or not source.is_file():

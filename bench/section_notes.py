@@ -14,8 +14,29 @@ def collapsed_original(records: list[dict]) -> list[str]:
     if not bad:
         return []
     return [f"**Warning: the original model collapsed on seed{'s' if len(bad) > 1 else ''} "
-            f"{', '.join(str(seed) for seed, _ in bad)}** ({bad[0][1]}): it learned nothing, so there is nothing to "
-            "forget and no number in this section measures unlearning; fix the suite's recipe.", ""]
+            f"{', '.join(str(seed) for seed, _ in bad)}** ({bad[0][1]}): it learned nothing there, so there was "
+            "nothing to forget and those seeds measure no unlearning; fix the suite's recipe.", ""]
+
+
+def ranking_note(records: list[dict], rows: list[dict]) -> list[str]:
+    """What the places below rest on, where that is less than the legend says: the seeds they
+    compare (when some row is left out for lacking one, or there is one seed only), a missing
+    `original` (no ⊘, no doing-nothing floor for penalties), seeds without a retrain."""
+    out = []
+    seeds = rows[0].get("ranking_seeds", []) if rows else []
+    unranked = [f"`{row['method']}`" for row in rows if "place" not in row and not row["method"].startswith("retrain")]
+    if unranked or len(seeds) == 1:
+        out.append(f"Places compare seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds)) or 'none'}"
+                   + (" only: one seed gives no interval" if len(seeds) == 1 else "")
+                   + (f"; not ranked, for lacking one of them: {', '.join(unranked)}" if unranked else "") + ".")
+    if not any(r["method"] == "original" for r in records):
+        out.append("No `original` ran here: nothing is marked ⊘, and a failed seed's penalty has no doing-nothing "
+                   "floor.")
+    retrained = {r["seed"] for r in records if r["method"] == "retrain" and r["status"] == "ok"}
+    if lost := sorted({r["seed"] for r in records} - retrained):
+        out.append(f"Seed{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))} ha{'ve' if len(lost) > 1 else 's'} "
+                   "no `ok` retrain: no gap is taken there, and no run there counts.")
+    return [" ".join(out), ""] if out else []
 
 
 def missing_terms(records: list[dict], rows: list[dict]) -> list[str]:
@@ -42,6 +63,6 @@ def noise_floor_note(records: list[dict]) -> list[str]:
     floor = noise_floor(records)
     if not floor:
         return []
-    return [f"Noise floor: two retrains of different seeds differ by an Avg. Gap of **{floor['mean']:.2f}** (mean "
-            f"of {floor['pairs']} pairs, {floor['low']:.2f} to {floor['high']:.2f}); a method at or below it (≈) is "
-            "as close to retraining as retraining itself can tell.", ""]
+    spread = f"mean of {floor['pairs']} pairs, {floor['low']:.2f} to {floor['high']:.2f}" if floor["pairs"] > 1 else "1 pair"
+    return [f"Noise floor: two retrains of different seeds differ by an Avg. Gap of **{floor['mean']:.2f}** "
+            f"({spread}); a method at or below it (≈) is as close to retraining as retraining itself can tell.", ""]

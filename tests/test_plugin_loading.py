@@ -72,6 +72,9 @@ REFUSED = {
                                                        '@register_method("bad_default", config=C)'),
         "its default lr=-1.0 lies outside its own declared range (> 0)"),
     "no method": ("x = 1\n", "registers no method"),
+    "a pipe in its name": (REGISTERS.format(name="pipe_name").replace('register_method("pipe_name")',
+                                                                      'register_method("pipe|name")'),
+                           "method name 'pipe|name': use letters, digits"),
     "a name that exists": (REGISTERS.format(name="finetune"), "method 'finetune' is registered twice"),
 }
 
