@@ -21,6 +21,7 @@ from bench.errors import UserError
 from bench.schema import config_schema
 
 PLUGIN_PREFIX = "unlearn_bench_plugin_"  # the module name of a --plugin file: this prefix and its stem
+METHOD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # a method name names record files: no dots, no slashes
 
 
 def import_builtin_methods() -> None:
@@ -106,8 +107,8 @@ def _check_source(entry, named: str) -> None:
     """A method's code hash reads the file that defines it: that must be a .py file (a function
     made by exec has none)."""
     source = Path(entry.source)
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", entry.name):  # names reach tables and file names
-        raise UserError(f"{named}: method name {entry.name!r}: use letters, digits, '_', '.' and '-' only.")
+    if not METHOD_NAME.fullmatch(entry.name):  # names reach tables and file names
+        raise UserError(f"{named}: method name {entry.name!r}: use letters, digits, '_' and '-' only.")
     if entry.name == "original":
         raise UserError(f"{named}: 'original' is reserved (the model before unlearning); rename the method.")
     if source.suffix != ".py" or not source.is_file():

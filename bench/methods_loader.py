@@ -17,9 +17,9 @@ from pathlib import Path
 from bench.api import method_registry as _registry
 from bench.errors import UserError
 from bench.execute import prepare_server
-from bench.method_import import describe_in_child, import_builtin_methods
+from bench.method_import import METHOD_NAME, describe_in_child, import_builtin_methods
 from bench.registry import Entry, MethodInfo
-from bench.sandbox import ChildFailed, run_isolated
+from bench.sandbox import SCRATCH_PREFIX, ChildFailed, run_isolated
 from bench.schema import config_class
 
 ENTRY_POINT_GROUP = "unlearn_bench.methods"
@@ -77,18 +77,36 @@ def _load_foreign(what: tuple, named: str) -> None:
         entries = [_described_entry(d, loader) for d in found]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UserError(f"{named}: its process sent a description that is not one ({e}).") from None
+    entries = [e for e in entries if not _seen(e)]
     try:
         _registry.add(*entries)  # all or none
     except UserError as e:
         raise UserError(f"{named}: {e}") from None
 
 
+def _seen(entry: Entry) -> bool:
+    """Registered already from the same file and function (one plugin importing another as a
+    module: the same definition under two module names)."""
+    known = _registry.get(entry.name) if entry.name in _registry else None
+    return known is not None and (known.source, known.fn.__qualname__) == (entry.source, entry.fn.__qualname__)
+
+
 def _described_entry(d: dict, loader: str) -> Entry:
     """The entry of a method another process described: its config class rebuilt, its function a
-    stand-in that only names the module to import where the method runs."""
+    stand-in that only names the module to import where the method runs. Everything is checked
+    again here: the describing process ran the plugin's code and may say anything."""
     if not all(isinstance(d[k], str) for k in ("name", "module", "qualname", "source", "description", "config_name")) or not (
             isinstance(d["deterministic"], bool) and all(isinstance(p, str) for p in d["protocols"])):
         raise ValueError("a declaration of the wrong type")
+    if not METHOD_NAME.fullmatch(d["name"]) or d["name"] == "original":
+        raise ValueError(f"method name {d['name']!r} is not a plain name")
+    source = Path(d["source"])
+    if source.suffix != ".py" or not source.is_file() or any(p.startswith(SCRATCH_PREFIX) for p in source.parts):
+        raise ValueError(f"method '{d['name']}' has no .py file that stays ({d['source']}; a process's scratch "
+                         "folder goes when it ends)")
+    if any(not isinstance(f.get("name"), str) or not f["name"].isidentifier() or f["name"].startswith("__")
+           for f in d["config"] or ()):
+        raise ValueError(f"method '{d['name']}': a config field name is not a plain identifier")
     config = config_class(d["config_name"], d["module"], d["config"])
 
     def runs_elsewhere(*args, **kwargs):

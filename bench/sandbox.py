@@ -56,6 +56,7 @@ _calls: Path | None = None  # in the server: a folder of its own for its childre
 # in a child vs 3.04-3.32 s in the caller without this, 2.84-3.13 vs 2.87-3.66 s with it (5 pairs).
 MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864"
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+SCRATCH_PREFIX = "unlearn-bench-calls-"  # a fork server's folder of its children's scratch folders
 
 
 class ChildFailed(Exception):
@@ -189,7 +190,7 @@ def serve(control_fd: str, prepare: str) -> None:
     if prepare:
         module, function = prepare.split(":")
         getattr(importlib.import_module(module), function)()
-    _calls = Path(tempfile.mkdtemp(prefix="unlearn-bench-calls-"))  # unique: a dead server's leftovers never clash
+    _calls = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))  # unique: a dead server's leftovers never clash
     gc.freeze()  # the collector leaves the server's objects alone, so children copy fewer pages on write
     # Processes a child leaves behind (a method's own children, double-forked or not) become
     # this server's when their parents end, and are killed (`_reap`).
@@ -237,7 +238,7 @@ def _reap(children: dict[int, Connection]) -> None:
         if pid == 0:
             break
         conn = children.pop(pid, None)
-        shutil.rmtree(_scratch(pid), ignore_errors=True)
+        shutil.rmtree(_calls / str(pid), ignore_errors=True)
         if conn is not None:
             try:
                 conn.send_bytes(json.dumps(["exited", os.waitstatus_to_exitcode(status)]).encode())
@@ -286,15 +287,11 @@ def _child(conn: Connection) -> None:
         os._exit(0)
 
 
-def _scratch(pid: int) -> Path:
-    return _calls / str(pid)
-
-
 def _confine() -> None:
     """From here on this child writes files only in a scratch folder of its own (also its temp
     folder; removed when it ends) and its /proc entry, and signals no process but its own
     (`bench.landlock`)."""
-    scratch = _scratch(os.getpid())
+    scratch = _calls / str(os.getpid())
     scratch.mkdir()
     os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
     confine([scratch, Path(f"/proc/{os.getpid()}")])

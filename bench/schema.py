@@ -31,6 +31,8 @@ def config_schema(cls: type | None) -> list[dict] | None:
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
+        if f.name.startswith("__"):  # the rebuilt class would take it for one of its own (__post_init__, __init__)
+            raise ValueError(f"config field '{f.name}': a name with a leading '__' is the dataclass's own; rename it")
         described = {"name": f.name, "type": _type_schema(hints[f.name]), "kw_only": bool(f.kw_only),
                      "range": _plain_dict(f.metadata.get("range")), "search": _plain_dict(f.metadata.get("search"))}
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

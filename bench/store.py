@@ -26,6 +26,9 @@ REQUIRED_KEYS = ("schema_version", "bench_version", "suite", "suite_hash", "meth
 
 def record_path(results_dir: Path, suite: str, forget_set: str, method: str, config_hash: str,
                 seed: int) -> Path:
+    """Where a run's record lives; ValueError if a name is not one plain path component."""
+    if any(not part or part in (".", "..") or "/" in part or "\\" in part for part in (suite, forget_set, method)):
+        raise ValueError(f"not a plain name among {suite!r}, {forget_set!r}, {method!r}")
     return inside(results_dir, results_dir / suite / forget_set / f"{method}-{config_hash[:8]}-seed{seed}.json")
 
 

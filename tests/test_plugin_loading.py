@@ -217,3 +217,86 @@ def test_entry_points_whose_modules_import_each_other_register_each_method_once(
     assert {"ep_a", "ep_b"} <= set(loader.method_registry().names())
     assert Path(loader.method_registry().get("ep_a").source) == package / "a.py"
     sys.modules.pop("epmeth", None)
+
+
+FORGES = '''
+import bench.method_import as mi
+from bench.api import register_method
+
+real = mi._description
+
+
+def forged(entry):
+    d = real(entry)
+    d.update({{{forge}}})
+    return d
+
+
+mi._description = forged
+mi._check_source = lambda entry, named: None
+
+
+@register_method("forged")
+def forged_method(model, data, cfg, ctx):
+    """Returns the original model."""
+    return model
+'''
+
+
+@pytest.mark.parametrize("forge, needle", [
+    ('"name": "../../escape"', "method name '../../escape' is not a plain name"),
+    ('"name": "original"', "method name 'original' is not a plain name"),
+    ('"source": "/nonexistent/forged.py"', "has no .py file that stays (/nonexistent/forged.py"),
+    ('"source": "/tmp"', "has no .py file that stays (/tmp;"),
+    ('"config": [{"name": "__post_init__", "type": "int", "range": None, "search": None, "default": 1}]',
+     "a config field name is not a plain identifier"),
+])
+def test_the_driver_checks_what_a_describing_process_says_again(forge, needle, cli, tiny_suite, tmp_path,
+                                                                  forget_plugins):
+    """The describing process ran the plugin's code, which can replace the harness's own checks
+    there: a forged description must be refused by the driver, with nothing written (a method
+    named ../../escape once had its record written outside --results)."""
+    plugin = _plugin(tmp_path, "forges", FORGES.format(forge=forge))
+    code, _, err = cli("run", tiny_suite(), "--quiet", "--plugin", plugin, "--results", "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "its process sent a description that is not one" in err and needle in err, err
+    assert not Path("r").exists() and not list(tmp_path.parent.glob("escape*"))
+
+
+VANISHES = '''
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+
+impl = Path(tempfile.gettempdir()) / "vanish_impl.py"  # the process's scratch folder: removed when it ends
+impl.write_text("from bench.api import register_method\\n"
+                "@register_method('vanishes')\\n"
+                "def vanishes(model, data, cfg, ctx):\\n    return model\\n")
+sys.path.insert(0, str(impl.parent))
+import vanish_impl  # noqa: E402,F401
+'''
+
+
+def test_a_method_defined_in_a_file_that_is_gone_and_a_dunder_field_are_refused(cli, tiny_suite, tmp_path,
+                                                                                 forget_plugins):
+    plugin = _plugin(tmp_path, "vanish", VANISHES)
+    code, _, err = cli("run", tiny_suite(), "--quiet", "--plugin", plugin, "--results", "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "has no .py file that stays" in err, err
+    dunder = _plugin(tmp_path, "dunder", "from dataclasses import dataclass\nfrom bench.api import register_method\n"
+                     "@dataclass(frozen=True)\nclass C:\n    __post_init__: int = 1\n"
+                     + REGISTERS.format(name="dunder_field").replace('register_method("dunder_field")',
+                                                                      'register_method("dunder_field", config=C)'))
+    code, _, err = cli("run", tiny_suite(), "--quiet", "--plugin", dunder, "--results", "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "config field '__post_init__': a name with a leading '__' is the dataclass's own" in err, err
+
+
+def test_a_plugin_imported_by_another_plugin_is_the_same_method(cli, tmp_path, forget_plugins):
+    """pb.py imports pa.py (as module `pa`); given both with --plugin, pa's method is one method
+    seen twice (under two module names), not a clash."""
+    (tmp_path / "pa.py").write_text(REGISTERS.format(name="pl_a"))
+    (tmp_path / "pb.py").write_text("import sys\nfrom pathlib import Path\nsys.path.insert(0, str(Path(__file__).parent))\n"
+                                    "import pa  # noqa: E402,F401\n" + REGISTERS.format(name="pl_b"))
+    code, out, err = cli("list", "methods", "--plugin", tmp_path / "pa.py", "--plugin", tmp_path / "pb.py")
+    assert code == 0 and "pl_a" in out and "pl_b" in out, err
