@@ -1,5 +1,6 @@
 """Confining a process with Linux's Landlock (kernel >= 5.13, no privileges needed): no writes
-outside given folders and (kernel >= 6.12, ABI 6) no signals to processes outside its sandbox.
+outside given folders and (kernel >= 6.12, ABI 6) no signals to processes outside its sandbox;
+and with a seccomp filter (libseccomp) no changing other processes' limits or priorities.
 
 A method's process (`bench.sandbox`) may read anything its user can, but must not write, create,
 remove or rename files outside a scratch folder of its own: otherwise it could rewrite the model
@@ -34,8 +35,15 @@ SCOPED = 1 | 2  # LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL (A
 def confine(allowed: list[Path]) -> bool:
     """Forbid this process and its descendants every write to the file system except beneath
     `allowed` (existing folders), and (ABI 6) signals and abstract-socket connections to any
-    process outside this sandbox (itself and its own children stay reachable). Returns False,
-    restricting nothing, where Landlock is missing."""
+    process outside this sandbox (itself and its own children stay reachable); then, where
+    libseccomp is, changing other processes' limits and priorities (`deny_acting_on_others`).
+    Returns False where Landlock is missing (nothing of it restricts)."""
+    restricted = _landlock(allowed)
+    deny_acting_on_others()
+    return restricted
+
+
+def _landlock(allowed: list[Path]) -> bool:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     abi = libc.syscall(ctypes.c_long(CREATE_RULESET), None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
@@ -63,3 +71,44 @@ def confine(allowed: list[Path]) -> bool:
         return libc.syscall(ctypes.c_long(RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0)) == 0
     finally:
         os.close(ruleset)
+
+
+# Syscalls that act on another process without a signal, and the argument naming it (0: the
+# caller itself): Landlock does not scope them (a method lowered the harness's CPU-time limit
+# to 1 s, and the kernel killed it; setpriority/sched_setaffinity change others' wall time).
+OTHERS = {"prlimit64": 0, "setpriority": 1, "sched_setaffinity": 0, "sched_setscheduler": 0, "sched_setparam": 0,
+          "sched_setattr": 0, "ioprio_set": 1}
+ALLOW, ERRNO_EPERM, CMP_NE = 0x7FFF0000, 0x00050000 | 1, 1  # SCMP_ACT_ALLOW, SCMP_ACT_ERRNO(EPERM), SCMP_CMP_NE
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]  # struct scmp_arg_cmp
+
+
+def deny_acting_on_others() -> bool:
+    """With libseccomp (a seccomp filter, no privileges needed once no_new_privs is set): the
+    calls in `OTHERS` fail with EPERM unless they name the caller itself (0). Returns False,
+    restricting nothing, where libseccomp is missing."""
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        return False
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_load.argtypes = lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    context = lib.seccomp_init(ALLOW)
+    if not context:
+        return False
+    try:
+        for name, arg in OTHERS.items():
+            number = lib.seccomp_syscall_resolve_name(name.encode())
+            rule = _ArgCmp(arg, CMP_NE, 0, 0)
+            if number < 0 or lib.seccomp_rule_add_array(context, ERRNO_EPERM, number, 1, ctypes.byref(rule)) != 0:
+                return False
+        return lib.seccomp_load(context) == 0
+    finally:
+        lib.seccomp_release(context)

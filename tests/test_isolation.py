@@ -346,3 +346,31 @@ def test_each_call_writes_in_a_scratch_folder_unique_to_its_server_and_removed_a
             break
         time.sleep(0.1)
     assert not Path(scratch).exists() and Path(scratch).parent.is_dir()
+
+
+def _acts_on_its_server(setup, receive, send):
+    import os
+    import resource
+
+    receive()
+    refused = []
+    for name, act in (("prlimit", lambda: resource.prlimit(os.getppid(), resource.RLIMIT_CPU, (10_000, 10_000))),
+                      ("setpriority", lambda: os.setpriority(os.PRIO_PROCESS, os.getppid(), 5)),
+                      ("sched_setaffinity", lambda: os.sched_setaffinity(os.getppid(), os.sched_getaffinity(0)))):
+        try:
+            act()
+        except PermissionError:
+            refused.append(name)
+    resource.setrlimit(resource.RLIMIT_CORE, resource.getrlimit(resource.RLIMIT_CORE))  # its own: allowed
+    os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0))
+    return refused, b""
+
+
+def test_a_method_process_cannot_change_another_process_limits_or_priority():
+    """prlimit on the harness (a CPU-time limit of 1 s got it killed by the kernel), setpriority and
+    sched_setaffinity (they change others' wall time) are refused; its own limits stay its own."""
+    from bench.execute import prepare_server
+    from bench.sandbox import run_isolated
+
+    refused, _ = run_isolated(_acts_on_its_server, None, None, lambda m: None, prepare=prepare_server)
+    assert refused == ["prlimit", "setpriority", "sched_setaffinity"]
