@@ -77,6 +77,7 @@ def collapser(model, data, cfg, ctx):
 '''
 
 
+@pytest.mark.slow  # a few seconds: kept out of the default run's 2 minutes
 def test_a_collapsed_model_is_recorded_as_such_and_left_out_of_the_means(cli, tiny_suite, tmp_path,
                                                                         forget_plugins):
     from conftest import TINY_SUITE
