@@ -130,6 +130,16 @@ def noise_floor(records: list[dict]) -> dict | None:
     return {"mean": float(np.mean(pairs)), "low": float(min(pairs)), "high": float(max(pairs)), "pairs": len(pairs)}
 
 
+def _terms(runs: list[dict], retrain: dict[int, dict], keys, class_forgetting: bool) -> frozenset:
+    """The Avg. Gap terms a row's `ok` runs and their retrains have on every seed: a term missing on
+    one seed (an attack that could not score it) leaves every seed of the row, so its per-seed
+    gaps stay comparable."""
+    ok = [r for r in runs if r["status"] == "ok"]
+    both = _per_seed(ok, retrain, lambda run, ref: frozenset(per_record(run, class_forgetting))
+                     & frozenset(per_record(ref, class_forgetting)))
+    return frozenset(keys).intersection(*both.values())
+
+
 def _penalties(runs: list[dict], counted: dict[int, float], worst: dict[int, float],
                retrain: dict[int, dict]) -> dict[int, float]:
     """{seed: penalty} for the seeds with a retrain whose run failed, diverged or collapsed: the
@@ -154,14 +164,17 @@ def section_rows(records: list[dict]) -> list[dict]:
     groups = defaultdict(list)
     for r in records:
         groups[label(r, records)].append(r)
-    avg_gap = _mean_abs_gap(gap_keys("avg_gap", class_forgetting), class_forgetting)
-    ok_gaps = {name: _per_seed([r for r in runs if r["status"] == "ok"], retrain, avg_gap)
+    keys = gap_keys("avg_gap", class_forgetting)
+    used = {name: _terms(runs, retrain, keys, class_forgetting) for name, runs in groups.items()}
+    ok_gaps = {name: _per_seed([r for r in runs if r["status"] == "ok"], retrain,  # the same terms on every seed
+                               _mean_abs_gap(tuple(k for k in keys if k in used[name]), class_forgetting))
                for name, runs in groups.items()}
     worst = defaultdict(lambda: -np.inf)  # the largest Avg. Gap of any row on each seed, retrain (0) aside
     for name, by_seed in ok_gaps.items():
         for seed, gap in by_seed.items() if groups[name][0]["method"] != "retrain" else ():
             worst[seed] = max(worst[seed], gap)
-    original_label = next((label(r, records) for r in records if r["method"] == "original"), None)
+    original_label = next((label(r, records) for r in sorted(records, key=lambda r: r["config_hash"])
+                           if r["method"] == "original"), None)  # with several configs, the one retrain_by_seed would take
     floor = noise_floor(records)
     rows, gaps = [], {}
     for name, runs in groups.items():
@@ -175,10 +188,7 @@ def section_rows(records: list[dict]) -> list[dict]:
         values = [per_record(r, class_forgetting) for r in ok]
         for key in sorted({k for v in values for k in v}):
             _stats(row, key, [v[key] for v in values if key in v])
-        terms = _per_seed(ok, retrain, lambda run, ref: frozenset(per_record(run, class_forgetting))
-                          & frozenset(per_record(ref, class_forgetting)))
-        used = frozenset.intersection(*terms.values()) if terms else frozenset(gap_keys("avg_gap", class_forgetting))
-        if missing := [k for k in gap_keys("avg_gap", class_forgetting) if k not in used]:
+        if missing := [k for k in keys if k not in used[name]]:
             row["avg_gap_missing"] = missing  # e.g. an attack that could not score a forget set of 3 images
         by_seed = ok_gaps[name]
         if first["method"] not in REFERENCE_METHODS:  # every seed counts: a failed run's gap is a penalty

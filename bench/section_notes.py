@@ -32,6 +32,10 @@ def ranking_note(records: list[dict], rows: list[dict]) -> list[str]:
     if not any(r["method"] == "original" for r in records):
         out.append("No `original` ran here: nothing is marked ⊘, and a failed seed's penalty has no doing-nothing "
                    "floor.")
+    for reference in ("retrain", "original"):
+        if len({r["config_hash"] for r in records if r["method"] == reference}) > 1:
+            out.append(f"`{reference}` ran with more than one config here: each seed takes its first `ok` record "
+                       "by config hash.")
     retrained = {r["seed"] for r in records if r["method"] == "retrain" and r["status"] == "ok"}
     if lost := sorted({r["seed"] for r in records} - retrained):
         out.append(f"Seed{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))} ha{'ve' if len(lost) > 1 else 's'} "
@@ -55,7 +59,8 @@ def missing_terms(records: list[dict], rows: list[dict]) -> list[str]:
         reasons.append(f"{METRICS[key].label}" + (f" ({error})" if error else ""))
     names = "every row" if len(short) == len(rows) else ", ".join(f"`{row['method']}`" for row in short)
     return [f"**Avg. Gap here leaves out {', '.join(reasons)}** for {names}: it could not be scored on this forget "
-            "set, so those Avg. Gaps average the other terms only.", ""]
+            "set (on every seed, or on some: then on none of that row's seeds), so those Avg. Gaps average the other "
+            "terms only.", ""]
 
 
 def noise_floor_note(records: list[dict]) -> list[str]:

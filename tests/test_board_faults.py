@@ -85,3 +85,28 @@ def test_a_tiny_forget_file_and_an_untrained_original_on_a_real_run(cli, tiny_su
     code, _, err = cli("run", still, "--quiet", "--results", "still")
     assert code == 0, err
     assert "**Warning: the original model collapsed on seeds 0, 1**" in Path("leaderboard.md").read_text()
+
+
+def test_a_term_missing_on_one_seed_leaves_every_seed_of_that_row():
+    """Simple MIA fails on beta's seed-0 run only: beta's Avg. Gap averages three terms on every
+    seed (mixing 3 terms on one seed with 4 on others made its seeds incomparable), and the
+    section names it for beta alone."""
+    from bench.leaderboard import render
+
+    records = golden_records()
+    for r in records:
+        if r["method"] == "beta" and r["seed"] == 0:
+            r["metrics"]["mia"]["simple"] = {"error": "ValueError: too few"}
+    rows = _rows(records)
+    assert rows["beta"]["avg_gap"] == pytest.approx(14 / 9) and rows["beta"]["avg_gap_missing"] == ["simple_mia"]
+    assert "avg_gap_missing" not in rows["alpha"]
+    assert "**Avg. Gap here leaves out Simple MIA (ValueError: too few)** for `beta`" in render(records, "results")
+
+
+def test_a_reference_with_two_configs_is_said():
+    from bench.leaderboard import render
+
+    records = golden_records()
+    extra = [dict(r, config_hash="zzzz".ljust(16, "0")) for r in records if r["method"] == "retrain" and r["seed"] == 0]
+    assert "`retrain` ran with more than one config here" in render(records + extra, "results")
+    assert "more than one config" not in render(records, "results")
