@@ -66,12 +66,14 @@ def load_plugin(path: str) -> None:
 def _load_foreign(what: tuple, named: str) -> None:
     """Register what `describe_in_child` finds `what` registers, in a process of its own."""
     try:
-        (verdict, found), _ = run_isolated(describe_in_child, (what, named), None, lambda message: None,
-                                           prepare=prepare_server)
+        value, _ = run_isolated(describe_in_child, (what, named), None, lambda message: None, prepare=prepare_server)
     except ChildFailed as e:
         raise UserError(f"{named}: {e} while importing it; a method file must only register methods.") from None
+    if not (isinstance(value, list) and len(value) == 2 and value[0] in ("ok", "refused")):
+        raise UserError(f"{named}: its process sent a description that is not one.")
+    verdict, found = value
     if verdict != "ok":
-        raise UserError(str(found))
+        raise UserError(" ".join(str(found).split()))  # one line, whatever the process sent
     loader = what[1] if what[0] == "plugin" else ""  # a plugin's processes import the file itself
     try:
         entries = [_described_entry(d, loader) for d in found]

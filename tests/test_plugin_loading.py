@@ -300,3 +300,32 @@ def test_a_plugin_imported_by_another_plugin_is_the_same_method(cli, tmp_path, f
                                     "import pa  # noqa: E402,F401\n" + REGISTERS.format(name="pl_b"))
     code, out, err = cli("list", "methods", "--plugin", tmp_path / "pa.py", "--plugin", tmp_path / "pb.py")
     assert code == 0 and "pl_a" in out and "pl_b" in out, err
+
+
+SENDS_JUNK = """
+import gc
+import json
+import os
+from multiprocessing.connection import Connection
+
+for conn in [o for o in gc.get_objects() if isinstance(o, Connection) and not o.closed]:
+    try:  # its process's line to the harness (the others are the server's, closed in this process)
+        conn.send_bytes(json.dumps(["result", {junk}]).encode())
+        conn.send_bytes(b"")
+        os._exit(0)
+    except OSError:
+        continue
+"""
+
+
+@pytest.mark.parametrize("junk, needle", [
+    ('"not a list"', "its process sent a description that is not one."),
+    ('["refused", "line one\\nline two"]', "line one line two"),
+    ('["ok", [{"name": 1}]]', "its process sent a description that is not one"),
+])
+def test_a_describing_process_that_sends_junk_is_refused_in_one_line(junk, needle, cli, tmp_path, forget_plugins):
+    """The plugin runs in the describing process, so it can send the harness anything on that
+    process's connection: whatever comes back, the driver says so in one line."""
+    plugin = _plugin(tmp_path, "junk", SENDS_JUNK.format(junk=junk))
+    code, _, err = cli("list", "methods", "--plugin", plugin)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
