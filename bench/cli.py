@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -156,7 +157,6 @@ def _ray(args, request, suite):
         return None
     from bench.data import default_cache_dir
     from bench.executors import RayExecutor
-
     request = request.absolute()
     return RayExecutor(request, Path(request.cache_dir or default_cache_dir()), args.ray_address, *_job_resources(args, suite))
 
@@ -244,8 +244,8 @@ def cmd_tune(args) -> int:
             for forget_set, t in tuned[m].items():
                 print(f"{m:<16} {forget_set:<14} {t['trials']} trials, best objective {t['best_objective']}, "
                       f"{t['tuning_gflops']} GFLOPs{'  (' + t['note'] + ')' if t.get('note') else ''}")
-        again = "".join([f"unlearn-bench run {args.suite}", *(f" --plugin {p}" for p in args.plugin),
-                         f" --results {results}" if args.results else ""])
+        again = shlex.join(["unlearn-bench", "run", str(args.suite), *(a for p in args.plugin for a in ("--plugin", str(p))),
+                            *(["--results", str(results)] if args.results else [])])
         print(f"tuned configs: {path}; `{again}` runs them")
     return 0
 

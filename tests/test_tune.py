@@ -244,11 +244,13 @@ def dies_sometimes(model, data, cfg, ctx):
 def test_a_trial_whose_process_dies_is_infeasible_and_the_tune_goes_on(cli, tiny_suite, tmp_path, forget_plugins):
     """Its call has no FLOP count (the process died before measuring): the study's summary must
     not trip over it (it did: `int + None`)."""
-    (tmp_path / "dies.py").write_text(DIES)
+    (tmp_path / "odd dir").mkdir()
+    plugin = tmp_path / "odd dir" / "dies.py"  # a space: the hint must quote it
+    plugin.write_text(DIES)
     suite = tiny_suite(TINY_SUITE.replace("  gradient_ascent: {epochs: 1, lr: 1.0e-3, batch_size: 64}\n",
                                           "  dies_sometimes: {lr: 0.05}\n") + "tuning: {trials: 3, seed: 7}\n")
-    code, out, err = cli("tune", suite, "--quiet", "--methods", "dies_sometimes", "--plugin", tmp_path / "dies.py")
+    code, out, err = cli("tune", suite, "--quiet", "--methods", "dies_sometimes", "--plugin", plugin)
     assert code == 0, err
     tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
     assert tuned["dies_sometimes"]["random-10pct"]["trials"] == 3
-    assert f"`unlearn-bench run {suite} --plugin {tmp_path / 'dies.py'}` runs them" in out  # the command to run them
+    assert f"`unlearn-bench run {suite} --plugin '{plugin}'` runs them" in out  # the command to run them, quoted
