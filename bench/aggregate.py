@@ -9,7 +9,9 @@ privacy, cost) are over the `ok` runs, and the row counts the penalised seeds. P
 the seeds `original` has (`ranking_seeds`), with 95% intervals and the probability of being best
 over a paired bootstrap of the seeds; `original` is placed like a method, and a method not
 clearly better than it is marked (`bench.statistics`). The
-section's noise floor is the Avg. Gap between retrains of different seeds. The markdown
+section's noise floor is the Avg. Gap between retrains of different seeds. Forget quality, where
+the suite runs its protocol, comes from the forget-quality sets beside the records
+(`bench.forget_quality_runs`), not from the seeds. The markdown
 tables, the CSV/JSON export and the trade-off figures all read these rows, so they cannot
 disagree. Names and meanings of the fields: `bench.metrics`.
 """
@@ -21,6 +23,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from bench import forget_quality_runs
 from bench.metrics import ATTACK_METRICS, gap_keys, per_record
 from bench.statistics import bootstrap_ranks, mean_ci
 
@@ -227,6 +230,10 @@ def section_rows(records: list[dict]) -> list[dict]:
             row["config"] = dict(sorted(first["method_config"].items()))
         row["config_source"] = first.get("config_source")
         rows.append(row)
+    retrain_hash = next(iter(retrain.values()))["config_hash"] if retrain else None
+    challenge = forget_quality_runs.section_scores(records, retrain_hash)
+    for row in rows:  # a row's runs share one config hash (its label says which where several)
+        row.update(challenge.get(groups[row["method"]][0]["config_hash"], {}))
     seeds = ranking_seeds(gaps, original_label)
     places = bootstrap_ranks({k: v for k, v in gaps.items() if seeds <= set(v)}, baseline=original_label)
     for row in rows:

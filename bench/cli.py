@@ -199,14 +199,12 @@ def cmd_run(args) -> int:
     results = _writing(args)
     with ResultsLock(results):
         from bench.rescore import rescore_suite
-        from bench.runner import run_suite
+        from bench.runner import run_suite, run_summary
 
         s, executor = _open(args, results, tuned="require" if args.tuned else "auto")
         counts = run_suite(s.ws, s.plan, executor, results)
         rescored = rescore_suite(s.ws, s.plan, results)
-        print(f"{s.ws.suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
-              f"{counts['collapsed']} collapsed, {counts['skipped']} skipped (already recorded), "
-              f"{rescored} rescored; records in {results / s.ws.suite.name}")
+        print(f"{run_summary(s.ws.suite, counts, rescored)}; records in {results / s.ws.suite.name}")
         _write_board(args, results)
     return 0
 

@@ -7,7 +7,9 @@ where the hardware fingerprints differ, when it moved by no more than its resolu
 accuracy: one example of its split), or lies within the seeds' spread: |rerun - published| <=
 t(1 - 0.05 / (2K), n - 1) * s * sqrt(2 / m), with s and n the std and number of the method's
 published seeds (all of them), m the seeds the cell averages and K the cells compared
-(Bonferroni), and only where every record reproduced. A method's place (by mean Avg. Gap) holds when the rerun's lies inside the published place's 95% interval
+(Bonferroni), and only where every record reproduced; forget quality (one set of N runs, no
+seeds) when it moved by no more than z(1 - 0.05 / (2K)) times the standard error of the difference
+over forget examples. A method's place (by mean Avg. Gap) holds when the rerun's lies inside the published place's 95% interval
 over a paired bootstrap of the seeds (`bench.statistics.rank_intervals`). On the same
 fingerprint only equal cells and places hold. `stale_board`: the published leaderboard file
 must also be what the published records give (nobody edits it by hand).
@@ -27,7 +29,8 @@ from bench.store import load_records
 from bench.metrics import METRICS, headline_keys
 from bench.reproduce import ALPHA, counts_of
 
-HOLDS = ("printed equal", "within resolution", "within the seeds' spread", "within its interval", "not comparable")
+HOLDS = ("printed equal", "within resolution", "within the seeds' spread", "within its sampling error",
+         "within its interval", "not comparable")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,11 @@ def _cell(section, method, col, row, other, full, counts, k, same, records_repro
         return done("printed equal")
     if x is None or y is None or same:
         return done("differs", "same hardware fingerprint: only equal cells hold" if same else "")
+    if col == "forget_quality":  # one set of N runs, no seeds: its noise is the forget examples' draw
+        se = float(np.hypot(row.get("forget_quality_se") or 0.0, other.get("forget_quality_se") or 0.0))
+        bound = stats.norm.ppf(1 - ALPHA / (2 * k)) * se
+        return done("within its sampling error" if abs(y - x) <= bound else "differs",
+                    f"standard error over the forget examples {se:.3g}; bound ±{bound:.3g}")
     step = metric.resolution.size(counts)
     if step and abs(y - x) <= 100 * step * metric.resolution.steps * (1 + 1e-9):
         return done("within resolution", f"one step {100 * step:.3g}")

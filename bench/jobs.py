@@ -8,7 +8,9 @@ files carry), with the jobs it needs named by their keys:
   (-> cache/references/<plan>/ulira/...); needs every reference;
 - `run`: run a method on a forget set and seed and score it; its payload is the run's
   `bench.plan.RunSpec`, and it returns (record, outputs) to the driver: only the driver writes
-  records. Needs its original, the references and its `ulira` job.
+  records. Needs its original, the references and its `ulira` job;
+- `forget_quality`: a forget-quality set (`bench.forget_quality_runs`): N calls of a method on one
+  original; returns (record, arrays) to the driver. Needs that original.
 (`tuning-retrain` and `trial` are `bench.tune`'s.) Models pass between jobs through the cache
 folder, never in memory, so a job can run in another process or on another machine that shares
 the folder. Prerequisites already in the cache are not planned again: a rerun recomputes
@@ -38,12 +40,12 @@ def original_job(ws, seed: int, needs: tuple[str, ...] = ()) -> Job | None:
     return Job(f"original/{ws.original_key(seed)}", "original", f"seed {seed} original model", seed, needs)
 
 
-def job_graph(ws, pending: list[RunSpec]) -> list[Job]:
-    """Jobs for the pending runs of workspace `ws`, prerequisites first."""
+def job_graph(ws, pending: list[RunSpec], sets=()) -> list[Job]:
+    """Jobs for the pending runs and forget-quality sets of workspace `ws`, prerequisites first."""
     jobs: dict[str, Job] = {}
-    if not pending:
+    if not pending and not sets:
         return []
-    originals = {seed: original_job(ws, seed) for seed in sorted({r.seed for r in pending})}
+    originals = {seed: original_job(ws, seed) for seed in sorted({r.seed for r in [*pending, *sets]})}
     jobs.update({j.key: j for j in originals.values() if j})
     refs: tuple[str, ...] = ()
     if ws.needs("needs_references"):
@@ -60,6 +62,8 @@ def job_graph(ws, pending: list[RunSpec]) -> list[Job]:
             jobs.setdefault(key, Job(key, "ulira", f"U-LiRA references: {r.method} on {r.forget_set.name}", r, refs))
             needs.append(key)
         jobs[r.key] = Job(r.key, "run", r.label, r, tuple(needs))
+    for s in sets:
+        jobs[s.key] = Job(s.key, "forget_quality", s.label, s, (originals[s.seed].key,) if originals[s.seed] else ())
     return list(jobs.values())
 
 
@@ -80,4 +84,9 @@ def _run(runner, job: Job):
     return runner.run(job.payload)
 
 
-HANDLERS = {"original": _original, "reference": _reference, "ulira": _ulira, "run": _run}
+def _forget_quality(runner, job: Job):
+    return runner.forget_quality(job.payload)
+
+
+HANDLERS = {"original": _original, "reference": _reference, "ulira": _ulira, "run": _run,
+            "forget_quality": _forget_quality}

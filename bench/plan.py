@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bench
+from bench import forget_quality_runs
 from bench.forget import ForgetSet
 from bench.methods_loader import method_protocols, method_registry
 from bench.provenance import run_code
@@ -72,6 +73,7 @@ class RunSpec:
 class Plan:
     runs: tuple[RunSpec, ...]  # every current run of the sweep, recorded or not, in sweep order
     notices: tuple[str, ...] = ()  # one line per `--set` that overrides a tuned value
+    forget_quality: tuple = ()  # the forget-quality sets (`bench.forget_quality_runs.ForgetQualitySpec`)
 
 
 def planned_methods(suite: Suite, choices: Choices) -> list[str]:
@@ -117,7 +119,8 @@ def make_plan(suite: Suite, forget_sets: list[ForgetSet], choices: Choices, poli
             summary = config_summary(sources, tuned, method in suite.added, method in dict(suite.methods))
             for seed in seeds:
                 runs.append(_spec(suite, fs, method, config, seed, sources, summary, policy_key))
-    return Plan(tuple(runs), tuple(notices))
+    sets = forget_quality_runs.specs(runs, suite.seeds[0], suite.forget_quality.models)
+    return Plan(tuple(runs), tuple(notices), sets)
 
 
 def _spec(suite: Suite, fs: ForgetSet, method: str, config, seed: int, sources: dict, summary: str,

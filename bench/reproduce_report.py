@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import forget_quality_runs
 from bench.conclusions import conclusions, stale_board
 from bench.checkout import git
 from bench.environment import hardware_note
@@ -52,7 +53,15 @@ def report(published: list[dict], every_published: list[dict], rerun_dir: Path, 
             print(f"  board DIFFERS: {board_file[1]}: section '{title[3:]}' is not what the published records give "
                   "(edited by hand? regenerate it with `unlearn-bench leaderboard`)")
         held &= not stale
+    sets = forget_quality_runs.compare_sets(board_file[0], rerun_dir, board_file[2]) if board_file else []
+    for name, exact in sets:
+        if not exact:
+            print(f"  {'DIFFERS' if same else 'another draw'}: {name}: the forget-quality set's arrays are not bit-equal"
+                  + ("; same hardware fingerprint: must be" if same else " (other kernels); its board cell is judged "
+                     "by its sampling error"))
+    sets_passed = not same or all(exact for _, exact in sets)
     cells = sum(c.what != "place" for c in board)
-    verdict = (f"{summary(results)}; the published board's conclusions {'reproduced' if held else 'did NOT reproduce'} "
+    fq = f"; {len(sets)} forget-quality sets, {sum(e for _, e in sets)} exact" if sets else ""
+    verdict = (f"{summary(results)}{fq}; the published board's conclusions {'reproduced' if held else 'did NOT reproduce'} "
                f"({cells} headline cells, {len(board) - cells} place{'' if len(board) - cells == 1 else 's'})")
-    return all(v.passed for v in results) and held, verdict
+    return all(v.passed for v in results) and held and sets_passed, verdict

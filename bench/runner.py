@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 
+from bench import forget_quality_runs
 from bench.errors import Diverged
-from bench.evaluate import collapse_reason, outputs_of
+from bench.evaluate import accuracy, collapse_reason, outputs_of, per_example_outputs
 from bench.execute import call_method
+from bench.forget_quality_runs import ForgetQualitySpec
 from bench.jobs import job_graph
 from bench.methods_loader import method_registry
 from bench.plan import Plan, RunSpec
@@ -62,23 +65,73 @@ class Runner:
         return record, (outputs if status in ("ok", "collapsed") else None)
 
     def unlearn(self, r: RunSpec, original, data):
+        return self.call(r.method, r.config, original, data, derive_seed(r.seed, r.forget_set.name, r.method), r.label)
+
+    def call(self, method: str, config, original, data, seed: int, label: str):
         """Run the method on copies of the original and the data, in a process of its own
         (`bench.execute.call_method`), timed alone; a model of another architecture fails the run."""
-        ctx = self.ws.context(derive_seed(r.seed, r.forget_set.name, r.method), r.label)
-        model, cost, status, error = call_method(method_registry().get(r.method), original, data, r.config, ctx)
+        ctx = self.ws.context(seed, label)
+        model, cost, status, error = call_method(method_registry().get(method), original, data, config, ctx)
         want = {k: tuple(v.shape) for k, v in original.state_dict().items()}
         if status == "ok" and {k: tuple(v.shape) for k, v in model.state_dict().items()} != want:
             status, error = "failed", "returned a model of another architecture than the original"
         return model, cost, status, error
 
 
+    def forget_quality(self, s: ForgetQualitySpec) -> tuple[dict, dict]:
+        """One forget-quality set (`bench.forget_quality_runs`): (record, arrays to save)."""
+        ws = self.ws
+        original, _ = ws.original(s.seed)
+        data = ws.unlearn_data(s.forget_set)
+        splits = {k: v for k, v in ws.eval_splits(data).items() if k in ("forget", "retain", "test")}
+        ws.progress.run_started(s.label)
+        base = self._challenge_outputs(original, splits)
+        rows, outcomes, errors, wall, flops = [], [], [], 0.0, 0
+        for i in range(s.models):
+            status, error, out = "ok", None, base
+            if s.method != "original":
+                model, cost, status, error = self.call(s.method, s.config, original, data, s.unlearn_seed(i),
+                                                       f"{s.label} {i + 1}/{s.models}")
+                wall, flops = wall + cost["wall_s"], flops + (cost.get("flops") or 0)
+                if status == "ok":
+                    out = self._challenge_outputs(model, splits)
+                    if not all(np.isfinite(o["conf"]).all() for o in out.values()):
+                        status, error, out = "diverged", "outputs are not finite", base
+                    elif reason := collapse_reason(out["retain"], ws.num_classes):
+                        status, error = "collapsed", reason
+                else:  # failed or diverged: the user is left with the original model (doing nothing)
+                    out = base
+            rows.append(out)
+            outcomes.append(status)
+            errors.append(error)
+        arrays = {"phi": np.stack([o["forget"]["conf"] for o in rows]).astype(np.float32),
+                  "retain_acc": np.array([accuracy(o["retain"]) for o in rows], np.float64),
+                  "test_acc": np.array([accuracy(o["test"]) for o in rows], np.float64)}
+        record = {**s.identity, "status": "ok", "error": None, "outcomes": outcomes, "errors": errors,
+                  "cost": {"wall_s": wall, "flops": flops}, "env": ws.env,
+                  "metrics": {"retain_acc": float(arrays["retain_acc"].mean()),
+                              "test_acc": float(arrays["test_acc"].mean())}}
+        return record, arrays
+
+    def _challenge_outputs(self, model, splits) -> dict:
+        ws = self.ws
+        return {k: per_example_outputs(model, split, ws.batcher, ws.suite.eval.batch_size) for k, split in splits.items()}
+
+
 def run_suite(ws: Workspace, plan: Plan, executor, results_dir: Path) -> dict[str, int]:
-    """Run every pending run of `plan` as a graph of cached jobs on `executor`; only this driver
-    writes records, as the jobs finish. Counts per status, and `skipped` (already recorded)."""
+    """Run every pending run of `plan`, and its pending forget-quality sets, as a graph of cached
+    jobs on `executor`; only this driver writes records, as the jobs finish. Counts per status,
+    `skipped` (runs already recorded) and `forget_quality` (sets done)."""
     pending = [r for r in plan.runs if not recorded(r.path(results_dir))]
-    counts = {**dict.fromkeys(STATUSES, 0), "skipped": len(plan.runs) - len(pending)}
-    ws.progress.start(len(pending), counts["skipped"])
-    for job, result in executor.run(job_graph(ws, pending)):
+    sets = [s for s in plan.forget_quality if not forget_quality_runs.recorded(s.path(results_dir))]
+    counts = {**dict.fromkeys(STATUSES, 0), "skipped": len(plan.runs) - len(pending), "forget_quality": 0}
+    ws.progress.start(len(pending) + len(sets), counts["skipped"])
+    for job, result in executor.run(job_graph(ws, pending, sets)):
+        if job.kind == "forget_quality":
+            record, arrays = result
+            write_record(job.payload.path(results_dir), record, arrays)
+            counts["forget_quality"] += 1
+            ws.progress.run_finished(job.label, "ok", record["cost"]["wall_s"], None)
         if job.kind != "run":
             continue
         record, outputs = result
@@ -86,3 +139,11 @@ def run_suite(ws: Workspace, plan: Plan, executor, results_dir: Path) -> dict[st
         counts[record["status"]] += 1
         ws.progress.run_finished(job.label, record["status"], record["cost"].get("wall_s"), record["error"])
     return counts
+
+
+def run_summary(suite, counts: dict[str, int], rescored: int) -> str:
+    """`run`'s closing line: runs per status, skipped, rescored, forget-quality sets done."""
+    sets = (f", {counts['forget_quality']} forget-quality sets of {suite.forget_quality.models} runs"
+            if suite.forget_quality.models else "")
+    return (f"{suite.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
+            f"{counts['collapsed']} collapsed, {counts['skipped']} skipped (already recorded), {rescored} rescored{sets}")

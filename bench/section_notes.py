@@ -1,9 +1,11 @@
 """What a leaderboard section says beside its tables: a warning when its original model
-collapsed, which rows' Avg. Gap leaves a term out and why, and the section's noise floor."""
+collapsed, which rows' Avg. Gap leaves a term out and why, the section's noise floor, and what its
+forget quality rests on (or why it has none)."""
 
 from __future__ import annotations
 
-from bench.aggregate import noise_floor
+from bench import forget_quality_runs
+from bench.aggregate import noise_floor, retrain_by_seed
 from bench.metrics import METRICS
 
 
@@ -71,3 +73,26 @@ def noise_floor_note(records: list[dict]) -> list[str]:
     spread = f"mean of {floor['pairs']} pairs, {floor['low']:.2f} to {floor['high']:.2f}" if floor["pairs"] > 1 else "1 pair"
     return [f"Noise floor: two retrains of different seeds differ by an Avg. Gap of **{floor['mean']:.2f}** "
             f"({spread}); a method at or below it (≈) is as close to retraining as retraining itself can tell.", ""]
+
+
+def forget_quality_note(records: list[dict], rows: list[dict]) -> list[str]:
+    """What the forget-quality column rests on (N, the original's seed, the null ceiling, runs that
+    failed and count as doing nothing), or why the section has none."""
+    scored = [row for row in rows if "forget_quality" in row]
+    if not scored:
+        return ["Forget quality (NeurIPS 2023): not run for this suite (`forget_quality.models` is 0). Its protocol "
+                "needs N unlearning runs from one original model against N retrains, informative from N ≈ 32; the "
+                "seeds above each start from an original of their own, which it cannot use.", ""]
+    retrain = retrain_by_seed(records)
+    ceiling = forget_quality_runs.ceiling(records, next(iter(retrain.values()))["config_hash"] if retrain else None)
+    n, seed = scored[0]["forget_quality_models"], scored[0]["forget_quality_seed"]
+    lost = [f"`{row['method']}` {sum(v for k, v in row['forget_quality_outcomes'].items() if k != 'ok')} "
+            f"({', '.join(f'{v} {k}' for k, v in sorted(row['forget_quality_outcomes'].items()) if k != 'ok')})"
+            for row in scored if set(row["forget_quality_outcomes"]) - {"ok"}]
+    text = (f"Forget quality (NeurIPS 2023 protocol): {n} runs of each method from seed {seed}'s original model "
+            f"against {n} retrains; doing nothing (`original`) scores 0, a perfect unlearner about "
+            f"**{ceiling:.3f}** at this N (the null ceiling: both samples drawn from one distribution).")
+    if lost:
+        text += (" Runs that did not end ok (failed and diverged ones count as the original model, doing "
+                 "nothing; collapsed ones as they are): " + "; ".join(lost) + ".")
+    return [text, ""]

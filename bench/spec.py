@@ -194,6 +194,15 @@ class AttackSettings:
 
 
 @dataclass(frozen=True)
+class ForgetQualitySpec:
+    """The NeurIPS 2023 challenge's forget-quality protocol (`bench.forget_quality_runs`): per forget
+    set and method, `models` unlearning runs from one original model (the first reporting seed's),
+    each with its own unlearning seed, against as many retrains. 0: not run."""
+
+    models: int = param(0, ge=0)  # N; at least 3 when run (the score's buckets need N > 2)
+
+
+@dataclass(frozen=True)
 class TuningSpec:
     """The equal tuning budget of every method, and where selection happens: a seed that is not a
     reporting seed, and forget sets drawn by the same protocols with other seeds / classes."""
@@ -224,6 +233,7 @@ class Suite:
     eval: EvalSpec = field(default_factory=EvalSpec)
     attack_settings: AttackSettings = field(default_factory=AttackSettings)
     tuning: TuningSpec = field(default_factory=TuningSpec)
+    forget_quality: ForgetQualitySpec = field(default_factory=ForgetQualitySpec)
     resources: Resources = field(default_factory=Resources)
     description: str = ""
     path: str = ""

@@ -23,8 +23,8 @@ from bench.methods_loader import method_registry
 from bench.models import model_registry
 from bench.registry import did_you_mean
 from bench.settings import UniqueKeyLoader, _coerce, build_dataclass
-from bench.spec import (AttackSettings, DatasetSpec, EvalSpec, ForgetSpec, Recipe, Resources, Suite, TuningSpec,
-                        field_defaults, field_range, search_space)
+from bench.spec import (AttackSettings, DatasetSpec, EvalSpec, ForgetQualitySpec, ForgetSpec, Recipe, Resources,
+                        Suite, TuningSpec, field_defaults, field_range, search_space)
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -52,7 +52,7 @@ def suite_names() -> list[str]:
 FORGET_KEY = {"random": "fraction", "class": "label", "file": "path"}  # what each forget protocol is given
 PROTOCOL_OF = {v: k for k, v in FORGET_KEY.items()}
 SECTION_TYPES = {"recipe": Recipe, "dataset": DatasetSpec, "eval": EvalSpec, "attack_settings": AttackSettings,
-                 "tuning": TuningSpec, "resources": Resources}
+                 "tuning": TuningSpec, "resources": Resources, "forget_quality": ForgetQualitySpec}
 RESERVED = ("figures", "forget_sets", "tuning")  # folders beside the forget sets' record folders
 SECTIONS = tuple(SECTION_TYPES)  # `--set SECTION.KEY=...`
 
@@ -171,6 +171,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         eval=build_dataclass(EvalSpec, raw.get("eval"), f"{where}: eval"),
         attack_settings=build_dataclass(AttackSettings, raw.get("attack_settings"), f"{where}: attack_settings"),
         tuning=build_dataclass(TuningSpec, raw.get("tuning"), f"{where}: tuning"),
+        forget_quality=build_dataclass(ForgetQualitySpec, raw.get("forget_quality"), f"{where}: forget_quality"),
         resources=build_dataclass(Resources, raw.get("resources"), f"{where}: resources"),
         path=where,
     )
@@ -199,6 +200,9 @@ def validate_suite(suite: Suite, where: str) -> None:
     if suite.tuning.seed in suite.seeds:
         raise UserError(f"{where}: tuning.seed: {suite.tuning.seed} is a reporting seed; selection must not "
                         "see what the report uses, so pick a seed outside seeds.")
+    if 0 < suite.forget_quality.models < 3:
+        raise UserError(f"{where}: forget_quality.models: {suite.forget_quality.models}; use 0 (not run) or at least "
+                        "3 (the score's buckets need N > 2; the challenge used 512, N >= 32 is informative).")
     if len(set(suite.seeds)) != len(suite.seeds):
         raise UserError(f"{where}: seeds: {list(suite.seeds)} repeats a seed; list each seed once.")
     d = suite.dataset
