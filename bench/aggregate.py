@@ -42,7 +42,8 @@ def retrain_by_seed(records: list[dict]) -> dict[int, dict]:
 
 def label(record: dict, records: list[dict]) -> str:
     """A method's row name: its config hash when a section has several configs of it, a mark when it
-    was added with --methods, † when it runs on a forget protocol it was not designed for."""
+    was added with --methods, † when it runs on a forget protocol it was not designed for, ⚠ when
+    tuning chose it at the edge of stability, ∅ when tuning found nothing better than doing nothing."""
     hashes = {r["config_hash"] for r in records if r["method"] == record["method"]}
     name = record["method"] if len(hashes) == 1 else f"{record['method']} [{record['config_hash'][:8]}]"
     if record["method"] in REFERENCE_METHODS:
@@ -51,7 +52,9 @@ def label(record: dict, records: list[dict]) -> str:
         name += " (added)"  # run with --methods although its suite lacks it: its defaults, not the suite's
     protocol = record["forget_set"]["protocol"]  # methods declare random and class; a file is neither: no mark
     off = protocol in ("random", "class") and protocol not in record.get("method_protocols", ("random", "class"))
-    return name + (" †" if off else "")
+    marks = record.get("tuning_marks") or ()
+    return (name + (" †" if off else "") + (" ⚠" if "edge_of_stability" in marks else "")
+            + (" ∅" if "no_better_than_nothing" in marks else ""))
 
 
 def mia(record: dict) -> dict:
@@ -231,7 +234,7 @@ def section_rows(records: list[dict]) -> list[dict]:
         row["config_source"] = first.get("config_source")
         rows.append(row)
     retrain_hash = next(iter(retrain.values()))["config_hash"] if retrain else None
-    challenge = forget_quality_runs.section_scores(records, retrain_hash)
+    challenge, _ = forget_quality_runs.section_scores(records, retrain_hash)
     for row in rows:  # a row's runs share one config hash (its label says which where several)
         row.update(challenge.get(groups[row["method"]][0]["config_hash"], {}))
     seeds = ranking_seeds(gaps, original_label)

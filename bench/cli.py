@@ -57,12 +57,13 @@ SET = _parent(_opt("--set", dest="overrides", action="append", default=[], metav
                    help="override a value, e.g. finetune.lr=0.01 or recipe.epochs=3 (repeatable); it wins over "
                         "tuned.yaml and the suite"))
 EXECUTOR = _parent(
-    _opt("--executor", choices=("local", "ray"), default="local",
-         help="local: every job in this process (default); ray: jobs as Ray tasks"),
+    _opt("--executor", choices=("local", "processes", "ray"), default="local",
+         help="local: every job in this process (default); processes: a pool of processes on this machine, as "
+              "many as --job-cpus/--job-gpus allow; ray: jobs as Ray tasks"),
     _opt("--ray-address", default=None, metavar="auto|HOST:PORT",
          help="the Ray cluster to use (default: start a local Ray instance)"),
-    _opt("--job-cpus", type=float, default=None, help="CPUs per job on Ray (default: the suite's resources.cpus)"),
-    _opt("--job-gpus", type=float, default=None, help="GPUs per job on Ray; a fraction shares one GPU between "
+    _opt("--job-cpus", type=float, default=None, help="CPUs per job (default: the suite's resources.cpus)"),
+    _opt("--job-gpus", type=float, default=None, help="GPUs per job; a fraction shares one GPU between "
                                                      "small jobs (default: the suite's resources.gpus)"))
 
 
@@ -152,13 +153,10 @@ def _request(args, results: Path, tuning: bool = False):
 
 
 def _ray(args, request, suite):
-    """A connected Ray executor when the command line asks for one (before anything is written), else None."""
-    if getattr(args, "executor", "local") != "ray":
-        return None
-    from bench.data import default_cache_dir
-    from bench.executors import RayExecutor
-    request = request.absolute()
-    return RayExecutor(request, Path(request.cache_dir or default_cache_dir()), args.ray_address, *_job_resources(args, suite))
+    """A process pool or a connected Ray executor if asked for (before anything is written), else None."""
+    from bench.worker import pool_executor
+
+    return pool_executor(getattr(args, "executor", "local"), request, *_job_resources(args, suite), args.ray_address)
 
 
 def _job_resources(args, suite) -> tuple[float, float]:
@@ -232,7 +230,7 @@ def cmd_tune(args) -> int:
     results = _writing(args)
     with ResultsLock(results):
         from bench.tune import tune_suite
-        from bench.tuned import read_tuned
+        from bench.tuned import MARKS, read_tuned
 
         s, executor = _open(args, results, tuning=True)
         methods = [m for m, _ in s.ws.suite.methods if m != "retrain" and (not args.methods or m in args.methods)]
@@ -240,8 +238,10 @@ def cmd_tune(args) -> int:
         tuned = read_tuned(path)
         for m in methods:
             for forget_set, t in tuned[m].items():
-                print(f"{m:<16} {forget_set:<14} {t['trials']} trials, best objective {t['best_objective']}, "
-                      f"{t['tuning_gflops']} GFLOPs{'  (' + t['note'] + ')' if t.get('note') else ''}")
+                notes = [t.get("note"), *(k.replace("_", " ") for k in MARKS if t.get(k))]
+                print(f"{m:<16} {forget_set:<14} {t['trials']} trials, best objective {t['best_objective']} (doing "
+                      f"nothing {t.get('do_nothing_objective')}), {t['tuning_gflops']} GFLOPs"
+                      + (f"  ({'; '.join(n for n in notes if n)})" if any(notes) else ""))
         again = shlex.join(["unlearn-bench", "run", str(args.suite), *(a for p in args.plugin for a in ("--plugin", str(p))),
                             *(["--results", str(results)] if args.results else [])])
         print(f"tuned configs: {path}; `{again}` runs them")

@@ -1,4 +1,5 @@
-"""Where jobs run: in this process (`local`, the default) or on a Ray cluster (`ray`).
+"""Where jobs run: in this process (`local`, the default), in a pool of processes on this machine
+(`processes`), or on a Ray cluster (`ray`).
 
 An executor takes a list of generic jobs (key, kind, label, payload, needs), runs every job once
 its needs have finished, and yields each finished job with its result to the driver, which
@@ -123,6 +124,52 @@ class RayExecutor:
                                 "rerun to resume, finished runs are recorded.") from None
             done.add(job.key)
             yield job, result
+
+
+class ProcessExecutor:
+    """Jobs in a pool of `workers` processes on this machine (`concurrent.futures`, spawned: CUDA
+    cannot be used in a forked child), each started once its needs have finished: Ray's
+    scheduling without Ray, for one machine, e.g. several small GPU jobs sharing one GPU. Each
+    worker builds its handler once (`run_job`). A job that raises stops the run with that error;
+    a worker that dies stops it with one line (finished runs are recorded: rerun to resume)."""
+
+    def __init__(self, setup, cache_dir: Path, workers: int, threads: int = 1):
+        self.setup, self.cache_dir, self.workers, self.threads = setup, Path(cache_dir), max(1, workers), threads
+
+    def run(self, jobs: list[Job]) -> Iterator[tuple[Job, Any]]:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        started, done, waiting, running = time.time(), set(), list(jobs), {}
+        keys = {j.key for j in jobs}
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            while waiting or running:
+                for job in [j for j in waiting if all(n in done or n not in keys for n in j.needs)]:
+                    waiting.remove(job)
+                    running[pool.submit(run_job, self.setup, job, self.threads)] = job
+                if not running:
+                    raise RuntimeError(f"jobs wait on needs that never finish: {[j.key for j in waiting]}")
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda f: list(running).index(f)):
+                    job = running.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        raise UserError(f"{job.label}: its worker process died; rerun to resume, finished runs "
+                                        "are recorded.") from None
+                    done.add(job.key)
+                    yield job, result
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            _remove_temporaries(self.cache_dir, started, True)
+
+
+def pool_size(cpus: float, gpus: float, gpu_count: int) -> int:
+    """How many jobs of `cpus` CPUs and `gpus` GPUs a machine with `gpu_count` GPUs holds at once (>= 1)."""
+    fit = [int((os.cpu_count() or 1) // cpus)] + ([int(gpu_count // gpus)] if gpus > 0 else [])
+    return max(1, min(fit))
 
 
 def _check_reachable(address: str) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.attacks.forget_quality import forget_quality, null_ceiling, points, epsilons
+from bench.attacks.forget_quality import forget_quality, null_ceiling
 from bench import store
 from bench.files import read_npz
 from bench.store import load_record
@@ -101,6 +101,15 @@ def recorded(path: Path) -> bool:
 # --- reading the sets of a leaderboard section ------------------------------------------------
 
 
+_scored: dict = {}  # section scores by the sets' files (path, size, mtime): boards are built several times
+
+
+def _set_files(records: list[dict]) -> tuple:
+    folders = {Path(r["_file"]).parent / FOLDER for r in records if r.get("_file")}
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for folder in sorted(folders)
+                 for p in sorted(folder.glob("*.*")))
+
+
 def load_sets(records: list[dict]) -> dict[str, tuple[dict, dict]]:
     """{config hash: (record, arrays)} of the forget-quality sets beside a section's records (read
     from their `_file` folders); unreadable sets are left out."""
@@ -113,19 +122,26 @@ def load_sets(records: list[dict]) -> dict[str, tuple[dict, dict]]:
                 arrays = read_npz(p.with_suffix(".npz"))
             except (OSError, ValueError):
                 continue
-            if record.get("kind") == "forget_quality":
+            if isinstance(record, dict) and record.get("kind") == "forget_quality":
                 out[record["config_hash"]] = (record, arrays)
     return out
 
 
-def section_scores(records: list[dict], retrain_hash: str | None) -> dict[str, dict]:
-    """{config hash: forget-quality fields} of a section's methods against the retrain set of
-    `retrain_hash` (the config `bench.aggregate.retrain_by_seed` takes), with the same N and
-    original seed. Fields: forget_quality, its standard error over forget examples, f, N, the
-    null ceiling, the outcomes; `retrain` itself gets none (it is the reference sample)."""
-    sets = load_sets(records)
+def section_scores(records: list[dict], retrain_hash: str | None) -> tuple[dict[str, dict], float | None]:
+    """({config hash: forget-quality fields}, null ceiling) of a section's methods against the
+    retrain set of `retrain_hash` (the config `bench.aggregate.retrain_by_seed` takes), with the
+    same N and original seed. Fields: forget_quality, its standard error over forget examples, N,
+    the original's seed, the outcomes; `retrain` itself gets none (it is the reference sample).
+    The null ceiling: what a perfect unlearner scores at that N (None without a retrain set)."""
+    key = (_set_files(records), retrain_hash)
+    if key not in _scored:
+        _scored[key] = _section_scores(load_sets(records), retrain_hash)
+    return _scored[key]
+
+
+def _section_scores(sets: dict, retrain_hash: str | None) -> tuple[dict[str, dict], float | None]:
     if retrain_hash not in sets:
-        return {}
+        return {}, None
     ref, ref_arrays = sets[retrain_hash]
     out = {}
     for config_hash, (record, arrays) in sets.items():
@@ -134,19 +150,10 @@ def section_scores(records: list[dict], retrain_hash: str | None) -> dict[str, d
         ra = (float(arrays["retain_acc"].mean()), float(ref_arrays["retain_acc"].mean()))
         ta = (float(arrays["test_acc"].mean()), float(ref_arrays["test_acc"].mean()))
         score = forget_quality(arrays["phi"], ref_arrays["phi"], ra, ta)
-        per_example = points(epsilons(arrays["phi"], ref_arrays["phi"]), record["models"])
-        scale = (ra[0] / ra[1]) * (ta[0] / ta[1])
-        se = float(per_example.std(ddof=1) / np.sqrt(len(per_example)) * scale) if len(per_example) > 1 else 0.0
-        out[config_hash] = {"forget_quality": score["forget_quality"], "forget_quality_se": se,
+        out[config_hash] = {"forget_quality": score["forget_quality"], "forget_quality_se": score["standard_error"],
                             "forget_quality_models": record["models"], "forget_quality_seed": record["seed"],
                             "forget_quality_outcomes": dict(Counter(record["outcomes"]))}
-    return out
-
-
-def ceiling(records: list[dict], retrain_hash: str | None) -> float | None:
-    """The null ceiling of the section's retrain set: what a perfect unlearner scores at its N."""
-    sets = load_sets(records)
-    return null_ceiling(sets[retrain_hash][1]["phi"]) if retrain_hash in sets else None
+    return out, null_ceiling(ref_arrays["phi"])
 
 
 def compare_sets(published_dir: Path, rerun_dir: Path, suite: str) -> list[tuple[str, bool]]:

@@ -47,7 +47,8 @@ def disagreements(record: dict, outputs: dict | None) -> list[tuple[str, object,
 
 
 # The fields of a record's identity a rerun must give back exactly, on any hardware.
-IDENTITY = ("method", "seed", "model", "suite_hash", "method_config", "config_source", "forget_set", "attack_settings")
+IDENTITY = ("method", "seed", "model", "suite_hash", "method_config", "config_source", "forget_set", "attack_settings",
+            "tuning_marks")
 ENVIRONMENT = ("hardware", "threads", "torch", "device")  # what says which kernels ran
 
 

@@ -40,7 +40,11 @@ method is first. `original` (no unlearning) is ranked like a method; **⊘** mar
 clearly better than it (the paired 95% t-interval of its Avg. Gap minus `original`'s reaches 0). Each section prints its
 **noise floor**, the Avg. Gap between retrains of different seeds: **≈** marks a method within
 it, as close to retraining as retraining itself can tell. `retrain` is the reference. A **†**
-marks a method run on a forget protocol it was not designed for; **(added)** a method run with
+marks a method run on a forget protocol it was not designed for; **⚠** a tuned config at the edge of
+stability (a neighbour, one continuous hyperparameter ×0.8 or ×1.25, fails, diverges or collapses on
+a tuning seed, or does worse than doing nothing there); **∅** tuning found nothing better than no
+unlearning (the winner closes less than a tenth of the gap doing nothing leaves on the tuning
+seeds); **(added)** a method run with
 `--methods` although its suite lacks it (its defaults). **Forget quality** (NeurIPS 2023) is shown
 where a suite runs the challenge's protocol (N unlearning runs from one original model against N
 retrains; each such section says its N and null ceiling) and is not ranked on."""

@@ -118,13 +118,13 @@ def make_plan(suite: Suite, forget_sets: list[ForgetSet], choices: Choices, poli
                                    f"{tuned.values[name]} ({choices.tuned_file}, {fs.name})")
             summary = config_summary(sources, tuned, method in suite.added, method in dict(suite.methods))
             for seed in seeds:
-                runs.append(_spec(suite, fs, method, config, seed, sources, summary, policy_key))
+                runs.append(_spec(suite, fs, method, config, seed, sources, summary, policy_key, tuned))
     sets = forget_quality_runs.specs(runs, suite.seeds[0], suite.forget_quality.models)
     return Plan(tuple(runs), tuple(notices), sets)
 
 
 def _spec(suite: Suite, fs: ForgetSet, method: str, config, seed: int, sources: dict, summary: str,
-          policy_key: dict) -> RunSpec:
+          policy_key: dict, tuned: Tuned | None = None) -> RunSpec:
     """A run's spec and record identity. The key holds everything that shapes the model and its
     outputs (suite, forget set, method, config, code, device policy), not the attacks: those are rescored."""
     config_json = to_jsonable(config) if config is not None else {}
@@ -138,5 +138,6 @@ def _spec(suite: Suite, fs: ForgetSet, method: str, config, seed: int, sources: 
         "forget_set": fs.summary(), "method_protocols": list(method_protocols(method)), "code": code,
         "device_policy": policy_key, "attack_settings": to_jsonable(suite.attack_settings),
         "config_source": summary, "config_sources": dict(sorted(sources.items())),
+        "tuning_marks": list(tuned.marks) if tuned and "tuned" in sources.values() else [],
     }
     return RunSpec(fs, seed, method, config, path.as_posix(), identity)

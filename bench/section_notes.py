@@ -84,7 +84,8 @@ def forget_quality_note(records: list[dict], rows: list[dict]) -> list[str]:
                 "needs N unlearning runs from one original model against N retrains, informative from N ≈ 32; the "
                 "seeds above each start from an original of their own, which it cannot use.", ""]
     retrain = retrain_by_seed(records)
-    ceiling = forget_quality_runs.ceiling(records, next(iter(retrain.values()))["config_hash"] if retrain else None)
+    _, ceiling = forget_quality_runs.section_scores(records, next(iter(retrain.values()))["config_hash"]
+                                                    if retrain else None)
     n, seed = scored[0]["forget_quality_models"], scored[0]["forget_quality_seed"]
     lost = [f"`{row['method']}` {sum(v for k, v in row['forget_quality_outcomes'].items() if k != 'ok')} "
             f"({', '.join(f'{v} {k}' for k, v in sorted(row['forget_quality_outcomes'].items()) if k != 'ok')})"

@@ -204,11 +204,12 @@ class ForgetQualitySpec:
 
 @dataclass(frozen=True)
 class TuningSpec:
-    """The equal tuning budget of every method, and where selection happens: a seed that is not a
-    reporting seed, and forget sets drawn by the same protocols with other seeds / classes."""
+    """The equal tuning budget of every method, and where selection happens: seeds that are not
+    reporting seeds, and forget sets drawn by the same protocols with other seeds / classes. A
+    config's objective is its mean over the tuning seeds."""
 
     trials: int = param(30, ge=1)  # trials per method, the same for every method
-    seed: int = param(1000, ge=0)  # the tuning seed (its original model, its draws)
+    seeds: tuple[int, ...] = param((1000,), ge=0)  # tuning seeds: each its own original model and forget sets
 
 
 @dataclass(frozen=True)

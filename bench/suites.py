@@ -197,9 +197,12 @@ def validate_suite(suite: Suite, where: str) -> None:
         raise UserError(f"{where}: recipe.schedule: '{suite.recipe.schedule}' is not one of cosine, constant.")
     if not suite.seeds:
         raise UserError(f"{where}: seeds: list at least one seed.")
-    if suite.tuning.seed in suite.seeds:
-        raise UserError(f"{where}: tuning.seed: {suite.tuning.seed} is a reporting seed; selection must not "
-                        "see what the report uses, so pick a seed outside seeds.")
+    for seed in suite.tuning.seeds:
+        if seed in suite.seeds:
+            raise UserError(f"{where}: tuning.seeds: {seed} is a reporting seed; selection must not see what the "
+                            "report uses, so pick seeds outside seeds.")
+    if not suite.tuning.seeds or len(set(suite.tuning.seeds)) != len(suite.tuning.seeds):
+        raise UserError(f"{where}: tuning.seeds: {list(suite.tuning.seeds)}; list one or more seeds, each once.")
     if 0 < suite.forget_quality.models < 3:
         raise UserError(f"{where}: forget_quality.models: {suite.forget_quality.models}; use 0 (not run) or at least "
                         "3 (the score's buckets need N > 2; the challenge used 512, N >= 32 is informative).")

@@ -1,24 +1,34 @@
 """Equal-budget hyperparameter selection on validation data (`unlearn-bench tune`).
 
 Every method gets the same number of Optuna trials (the suite's `tuning.trials`, or `--trials`
-for all methods at once), a seeded TPE sampler, and a journal file in the results folder
+for all methods at once), a seeded TPE sampler whose random start-up trials are at most a third
+of the budget (`startup_trials`), and a journal file in the results folder
 (`<results>/<suite>/tuning/journal.log`), so an interrupted tune resumes where it stopped and a
 study can be inspected with Optuna afterwards. Selection never sees what the report uses:
-- trials run on the tuning seed (`tuning.seed`, refused if it is a reporting seed) and on
-  tuning forget sets drawn by the suite's protocols with another seed (random) or another class
-  (class forgetting), written as `tuning-<name>` beside the suite's forget sets;
+- trials run on the tuning seeds (`tuning.seeds`, refused if one is a reporting seed), each with
+  its own original model and its own tuning forget sets, drawn by the suite's protocols with
+  another seed (random) or another class (class forgetting), written as `tuning-<name>-<k>`
+  beside the suite's forget sets;
 - the validation split stands in for test, and the test split is never read: tuning's workspace
   holds it as tensors that raise on any use (`forbid_test`);
-- objective (minimised): mean |method - retrain| in points over forget acc, retain acc, val acc
-  and the simple MIA of forget vs val (held-out), against the retrain of the tuning seed and
-  forget set, averaged over the suite's forget sets;
+- objective (minimised): per tuning seed, mean |method - retrain| in points over forget acc,
+  retain acc, val acc and the simple MIA of forget vs val (held-out), against the retrain of that
+  seed and forget set; a config's value is the mean over the tuning seeds. Every seed counts: a
+  seed on which the method fails, diverges or collapses scores a penalty, the larger of doing
+  nothing's value there (the original model against that retrain) and the config's worst `ok`
+  seed, so a config at a cliff edge loses to a stable one;
 - a trial is infeasible (pruned, never selected) when its method costs more floating-point
-  operations than that retrain (`bench.flops`: a count, so the same tune twice chooses the
-  same configs, whatever the machine's load), or diverges, fails or collapses.
+  operations than the retrain on any seed (`bench.flops`: a count, so the same tune twice
+  chooses the same configs, whatever the machine's load), or fails on every seed.
 The suite's own per-method values are the first trial (enqueued) when they lie in the space.
-`tuned.yaml` (per method: chosen values, trials, best objective, the trials' GFLOPs and what the
-choice was made for, `bench.tuned`; nothing that depends on the clock, so the same tune writes
-the same file) is what `unlearn-bench run` runs with.
+After the budget, the winner is evaluated again at its neighbours (each continuous
+hyperparameter x0.8 and x1.25, one at a time, on the same seeds; `neighbours`): a neighbour that
+fails, diverges or collapses on a seed, or scores worse than doing nothing, marks the winner
+`edge_of_stability`; a winner that closes less than a tenth of the gap doing nothing leaves
+(`NOTHING_MARGIN`) is marked `no_better_than_nothing`. `tuned.yaml` (per method: chosen values,
+trials, best objective, doing nothing's, the marks, the trials' GFLOPs and what the choice was
+made for, `bench.tuned`; nothing that depends on the clock, so the same tune writes the same
+file) is what `unlearn-bench run` runs with, and the records carry the marks to the board.
 """
 
 from __future__ import annotations
@@ -45,8 +55,9 @@ from bench.methods_loader import method_registry
 from bench.plan import resolve_config
 from bench.spec import ForgetSpec, derive_seed, search_space, stable_hash, to_jsonable
 from bench.tuned import TUNED_FILE, made_for, read_tuned
+from bench.studies import FINISHED, Study, ask_new, neighbour_jobs, neighbour_outcome, summary, tell
+from bench.tuning_rules import objective_value, startup_trials
 from bench.workspace import Workspace
-_FINISHED = ("COMPLETE", "PRUNED")  # trial states that count against the budget
 
 
 class _Forbidden(torch.Tensor):
@@ -62,13 +73,17 @@ def forbid_test(test: Split) -> Split:
     return Split(test.x.as_subclass(_Forbidden), test.y.as_subclass(_Forbidden), test.index)
 
 
-def tuning_forget_spec(spec: ForgetSpec, num_classes: int) -> ForgetSpec:
-    """The same protocol, another draw: another seed (random) or the next class (class)."""
-    name = f"tuning-{spec.display_name}"
+def tuning_forget_spec(spec: ForgetSpec, num_classes: int, k: int = 0) -> ForgetSpec:
+    """The same protocol, another draw for tuning seed number `k`: another seed (random) or another
+    class (class: the k+1-th after the reported one)."""
+    name = f"tuning-{spec.display_name}-{k}"
     if spec.protocol == "random":
-        return dataclasses.replace(spec, seed=spec.seed + 1, name=name)
+        return dataclasses.replace(spec, seed=spec.seed + 1 + k, name=name)
     if spec.protocol == "class":
-        return dataclasses.replace(spec, label=(spec.label + 1) % num_classes, name=name)
+        if k + 1 >= num_classes:
+            raise UserError(f"forget set '{spec.display_name}': {k + 1} tuning seeds need as many classes besides "
+                            f"class {spec.label}, and the dataset has {num_classes - 1}; list fewer tuning.seeds.")
+        return dataclasses.replace(spec, label=(spec.label + 1 + k) % num_classes, name=name)
     raise UserError(f"forget set '{spec.display_name}': tuning draws its own forget set by the same protocol; "
                     "a 'file' forget set has none, so tune a suite with random or class forget sets.")
 
@@ -90,10 +105,6 @@ def measure(ws: Workspace, model, data, label: int | None, seed: int) -> dict[st
     return values
 
 
-def objective_value(trial: dict, retrain: dict) -> float:
-    return float(np.mean([abs(trial[k] - retrain[k]) for k in ("forget", "retain", "val", "mia")]))
-
-
 def base_config(ws: Workspace, method: str):
     """Where a method's tuning starts: the suite's values with `--set` (tuned values never feed a tune)."""
     return resolve_config(ws.suite, method, None)[0]
@@ -110,36 +121,47 @@ def study_name(ws: Workspace, method: str, forget_set: str) -> str:
 _problem_data: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _problem(ws: Workspace, name: str):
-    """(forget set, unlearning data) of the tuning forget set standing in for the suite's `name`."""
+def _problem(ws: Workspace, name: str, k: int):
+    """(forget set, unlearning data) of the k-th tuning seed's forget set standing in for the suite's `name`."""
     per_ws = _problem_data.setdefault(ws, {})
-    if name not in per_ws:
+    if (name, k) not in per_ws:
         spec = next(s for s in ws.suite.forget_sets if s.display_name == name)
-        fs = ws.forget_set(tuning_forget_spec(spec, ws.num_classes))
-        per_ws[name] = (fs, ws.unlearn_data(fs))
-    return per_ws[name]
+        fs = ws.forget_set(tuning_forget_spec(spec, ws.num_classes, k))
+        per_ws[name, k] = (fs, ws.unlearn_data(fs))
+    return per_ws[name, k]
+
+
+def _one_seed(ws: Workspace, k: int, forget_set: str, method: str, config, number) -> dict:
+    """One call of `method` on tuning seed number k: status, error, cost and validation metrics."""
+    seed = ws.suite.tuning.seeds[k]
+    fs, data = _problem(ws, forget_set, k)
+    original = ws.original(seed)[0]
+    ctx = ws.context(derive_seed(seed, fs.name, method, number), f"tuning {method} #{number} seed {seed}")
+    model, cost, status, error = call_method(method_registry().get(method), original, data, config, ctx)
+    values = measure(ws, model, data, fs.forgotten_class, seed) if status == "ok" else None
+    return {"status": status, "error": error, "wall_s": cost["wall_s"], "flops": cost["flops"], "values": values}
 
 
 def tuning_job(runner, job: Job) -> dict:
-    """A `tuning-retrain` job (the retrain a forget set's trials are measured against) or a `trial`
-    job (one method, one config): the method's status, cost (wall-clock, FLOPs) and validation metrics."""
-    ws = runner.ws
-    seed, p = ws.suite.tuning.seed, job.payload
-    fs, data = _problem(ws, p["forget_set"])
-    original = ws.original(seed)[0]
+    """A `tuning-retrain` job (the retrain a forget set's trials are measured against on tuning seed
+    number k, with doing nothing's objective there) or a `trial` job (one method, one config, on
+    every tuning seed: `seeds`, one result each)."""
+    ws, p = runner.ws, job.payload
     started = time.perf_counter()
     if job.kind == "tuning-retrain":
-        ctx = ws.context(derive_seed(seed, fs.name, "retrain"), f"tuning: retrain on {fs.name}")
-        model, cost, status, error = call_method(method_registry().get("retrain"), original, data, None, ctx)
-        if status != "ok":
-            raise UserError(f"tuning: retrain {status} on {fs.name}: {error}")
-    else:
-        config = dataclasses.replace(base_config(ws, p["method"]), **p["values"])
-        ctx = ws.context(derive_seed(seed, fs.name, p["method"], p["number"]), f"tuning {p['method']} #{p['number']}")
-        model, cost, status, error = call_method(method_registry().get(p["method"]), original, data,
-                                                 config, ctx)
-    values = measure(ws, model, data, fs.forgotten_class, seed) if status == "ok" else None
-    return {"status": status, "error": error, "wall_s": cost["wall_s"], "flops": cost["flops"], "values": values,
+        k = p["k"]
+        result = _one_seed(ws, k, p["forget_set"], "retrain", None, "retrain")
+        if result["status"] != "ok":
+            raise UserError(f"tuning: retrain {result['status']} on {p['forget_set']} (tuning seed "
+                            f"{ws.suite.tuning.seeds[k]}): {result['error']}")
+        fs, data = _problem(ws, p["forget_set"], k)
+        seed = ws.suite.tuning.seeds[k]
+        nothing = measure(ws, ws.original(seed)[0], data, fs.forgotten_class, seed)
+        return {**result, "nothing": objective_value(nothing, result["values"]), "job_s": time.perf_counter() - started}
+    config = dataclasses.replace(base_config(ws, p["method"]), **p["values"])
+    seeds = [_one_seed(ws, k, p["forget_set"], p["method"], config, p["number"])
+             for k in range(len(ws.suite.tuning.seeds))]
+    return {"seeds": seeds, "wall_s": sum(r["wall_s"] for r in seeds), "flops": sum(r["flops"] or 0 for r in seeds),
             "job_s": time.perf_counter() - started}
 
 
@@ -148,92 +170,34 @@ HANDLERS = {"tuning-retrain": tuning_job, "trial": tuning_job}
 
 # --- the driver: equal budgets, asked and told through an executor ---------------------------------
 
-@dataclasses.dataclass
-class _Study:
-    method: str
-    forget_set: str
-    study: object  # optuna.Study
-    space: dict
-    done: int  # finished trials (complete or pruned)
-
-
-def _open_study(ws: Workspace, method: str, forget_set: str, storage):
+def _open_study(ws: Workspace, method: str, forget_set: str, storage, budget: int):
     import optuna
 
     space = search_space(method_registry().get(method).config)
     if not space:
         return None
-    base, seed = base_config(ws, method), ws.suite.tuning.seed
+    base, seed = base_config(ws, method), ws.suite.tuning.seeds[0]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=study_name(ws, method, forget_set), storage=storage,
                                 direction="minimize", load_if_exists=True)
     # seeded by the trials the study holds: a resumed or extended tune draws on, never replays its draws
     held = (len(study.trials),) if study.trials else ()  # (a fresh study: the seed it always had)
-    study.sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, forget_set, *held) % 2**32)
+    study.sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, method, forget_set, *held) % 2**32,
+                                               n_startup_trials=startup_trials(budget))
     for t in study.trials:  # a trial left running by a killed tune: failed, and not counted
         if t.state == optuna.trial.TrialState.RUNNING:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     start_values = {k: getattr(base, k) for k in space if space[k].contains(getattr(base, k))}
     if len(start_values) == len(space) and not any(t.params == start_values or t.state.name == "WAITING"
-                                                   for t in study.trials if t.state.name in (*_FINISHED, "WAITING")):
+                                                   for t in study.trials if t.state.name in (*FINISHED, "WAITING")):
         study.enqueue_trial(start_values)  # the suite's own values first (again, if a killed tune never finished them)
-    return _Study(method, forget_set, study, space, sum(t.state.name in _FINISHED for t in study.trials))
+    return Study(method, forget_set, study, space, sum(t.state.name in FINISHED for t in study.trials))
 
 
-def _ask_new(st: _Study):
-    """(trial, values): the sampler's next point that no finished trial of the study has tried. A
-    repeat (TPE may propose one; a resumed sampler would replay its draws) is told FAIL, never run
-    and not counted, and the sampler asked again."""
-    import optuna
-
-    tried = [t.params for t in st.study.trials if t.state.name in _FINISHED]
-    for _ in range(1000):
-        trial = st.study.ask()
-        values = {k: s.suggest(trial, k) for k, s in st.space.items()}
-        if values not in tried:
-            return trial, values
-        trial.set_user_attr("repeat", True)
-        st.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    raise UserError(f"tuning {st.method} on {st.forget_set}: the search space holds no configuration left to try; "
-                    "lower --trials.")
-
-
-def _tell(st: _Study, trial, result: dict, retrain: dict) -> str | None:
-    """Record a trial's outcome; the reason it is infeasible, or None."""
-    import optuna
-
-    reason = result["error"] if result["status"] != "ok" else None
-    if reason is None and result["flops"] > retrain["flops"]:
-        reason = (f"costs more than retraining ({result['flops'] / 1e9:.3f} GFLOPs > "
-                  f"{retrain['flops'] / 1e9:.3f} GFLOPs)")
-    values = dict(result["values"] or {})
-    if reason is None:
-        reason = values.pop("collapse")
-    trial.set_user_attr("job_s", result["job_s"])
-    trial.set_user_attr("flops", result["flops"])
-    if reason:
-        trial.set_user_attr("infeasible", reason)
-        st.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-    else:
-        st.study.tell(trial, objective_value(values, retrain["values"]))
-    st.done += 1
-    return reason
-
-
-def _summary(st: _Study | None) -> dict:
-    """A study's tuned.yaml entry: chosen values, trials, best objective, the trials' GFLOPs (the wall
-    time of each trial stays in the journal, `job_s`: a clock reading would make the file differ)."""
-    import optuna
-
-    if st is None:
-        return {"values": {}, "trials": 0, "best_objective": None, "tuning_gflops": 0.0, "note": "nothing to tune"}
-    trials = [t for t in st.study.trials if t.state.name in _FINISHED]
-    spent = sum(t.user_attrs.get("flops") or 0 for t in trials) / 1e9  # a call whose process died counted none
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = min(complete, key=lambda t: t.value) if complete else None
-    return {"values": dict(best.params) if best else {}, "trials": st.done,
-            "best_objective": round(float(best.value), 4) if best else None, "tuning_gflops": round(spent, 3),
-            **({} if best else {"note": "no feasible trial: the suite's values are kept"})}
+def _write(path: Path, tuned: dict) -> None:
+    write_text(path, "# Generated by `unlearn-bench tune`: chosen values per method and forget set (equal\n"
+                     "# budget, validation data, tuning seeds and forget sets). `run --tuned` uses them.\n"
+               + yaml.safe_dump(tuned, sort_keys=True))
 
 
 def tune_suite(ws: Workspace, methods: list[str], trials: int | None, executor, results_dir: Path) -> Path:
@@ -242,21 +206,26 @@ def tune_suite(ws: Workspace, methods: list[str], trials: int | None, executor, 
 
     Every study has one trial in flight at a time (TPE then samples exactly as in a sequential
     run, so the executor does not change what is chosen); all studies' trials of a round run at
-    once. A trial's feasibility compares its FLOPs with its forget set's retrain (a job too), so
-    neither the executor nor the machine's load changes what is chosen."""
+    once, and then the winners' neighbours. A trial's feasibility compares its FLOPs with its
+    forget set's retrain on each tuning seed (a job too), so neither the executor nor the
+    machine's load changes what is chosen."""
     suite = ws.suite
     budget = trials or suite.tuning.trials
     folder = inside(results_dir, results_dir / suite.name / "tuning")  # a link out of the folder is refused
     folder.mkdir(parents=True, exist_ok=True)
     storage = open_journal(folder / "journal.log")
-    seed, names = suite.tuning.seed, [s.display_name for s in suite.forget_sets]
+    names, seeds = [s.display_name for s in suite.forget_sets], suite.tuning.seeds
     for spec in suite.forget_sets:
-        tuning_forget_spec(spec, ws.num_classes)  # a forget set tuning cannot stand in for: refused now
-    first = [j for j in [original_job(ws, seed)] if j]
-    first += [Job(f"tuning-retrain/{n}", "tuning-retrain", f"tuning: retrain on {n}", {"forget_set": n},
-                  tuple(j.key for j in first)) for n in names]
-    retrains = {job.payload["forget_set"]: result for job, result in executor.run(first) if job.kind != "original"}
-    studies = {(m, n): _open_study(ws, m, n, storage) for m in methods for n in names}
+        for k in range(len(seeds)):
+            tuning_forget_spec(spec, ws.num_classes, k)  # a forget set tuning cannot stand in for: refused now
+    first = [j for j in (original_job(ws, seed) for seed in seeds) if j]
+    first += [Job(f"tuning-retrain/{n}/{k}", "tuning-retrain", f"tuning: retrain on {n} (seed {seeds[k]})",
+                  {"forget_set": n, "k": k}, tuple(j.key for j in first)) for n in names for k in range(len(seeds))]
+    done = {(job.payload["forget_set"], job.payload["k"]): result for job, result in executor.run(first)
+            if job.kind != "original"}
+    retrains = {n: [done[n, k] for k in range(len(seeds))] for n in names}
+    nothing = {n: float(np.mean([r["nothing"] for r in retrains[n]])) for n in names}
+    studies = {(m, n): _open_study(ws, m, n, storage, budget) for m in methods for n in names}
     specs = {s.display_name: s for s in suite.forget_sets}
     path = results_dir / suite.name / TUNED_FILE
     tuned = read_tuned(path)
@@ -266,23 +235,32 @@ def tune_suite(ws: Workspace, methods: list[str], trials: int | None, executor, 
         for (m, n), st in studies.items():
             if not isinstance(tuned.get(m), dict):  # a broken entry `run` refused: tuning repairs it
                 tuned[m] = {}
-            tuned[m][n] = {**_summary(st), "made_for": made_for(suite, specs[n], m)}
-        write_text(path, "# Generated by `unlearn-bench tune`: chosen values per method and forget set (equal\n"
-                         "# budget, validation data, tuning seed and forget sets). `run --tuned` uses them.\n"
-                   + yaml.safe_dump(tuned, sort_keys=True))
+            tuned[m][n] = {**summary(st, nothing[n]), "made_for": made_for(suite, specs[n], m)}
+        _write(path, tuned)
         asked = {}
         for st in studies.values():
             if st and st.done < budget:
-                trial, values = _ask_new(st)
+                trial, values = ask_new(st)
                 label = f"tuning {st.method} on {st.forget_set}: trial {st.done + 1}/{budget}"
                 job = Job(f"trial/{st.study.study_name}/{trial.number}", "trial", label,
                           {"method": st.method, "forget_set": st.forget_set, "number": trial.number,
                            "values": values})
                 asked[job.key] = (job, st, trial)
         if not asked:
-            return path
+            break
         for job, result in executor.run([j for j, _, _ in asked.values()]):
             _, st, trial = asked[job.key]
-            reason = _tell(st, trial, result, retrains[st.forget_set])
-            state = "pruned" if reason else "complete"
-            ws.progress.run_finished(job.label, state, result["wall_s"], reason)
+            reason = tell(st, trial, result, retrains[st.forget_set])
+            ws.progress.run_finished(job.label, "pruned" if reason else "complete", result["wall_s"], reason)
+    todo = {k: v for st in studies.values() for k, v in neighbour_jobs(st, budget).items()}
+    results: dict = {}
+    for job, result in executor.run([v[3] for v in todo.values()]):
+        st, best, name, _ = todo[job.key]
+        results.setdefault(st.study.study_name, (st, best, {}))[2][name] = neighbour_outcome(
+            result["seeds"], retrains[st.forget_set])
+    for st, best, found in results.values():
+        st.study.set_user_attr("neighbours", {"trial": best.number, "results": found})
+    for (m, n), st in studies.items():
+        tuned[m][n] = {**summary(st, nothing[n]), "made_for": made_for(suite, specs[n], m)}
+    _write(path, tuned)
+    return path

@@ -6,12 +6,16 @@ One entry per method and forget set:
       random-10pct:
         values: {lr: 0.0123, epochs: 4}   # the chosen point of the method's search space
         trials: 30                        # finished trials (complete or pruned)
-        best_objective: 0.42              # mean |method - retrain| in points on validation data
+        best_objective: 0.42              # mean over tuning seeds of |method - retrain| in points (validation data)
+        do_nothing_objective: 3.1         # the same for the original model (no unlearning)
+        no_better_than_nothing: false     # the winner closes less than a tenth of doing nothing's gap
+        neighbours: {lr x0.8: {objective: 0.5, failed_seeds: 0}, ...}  # the winner's neighbours
+        edge_of_stability: false          # a neighbour fails on a seed or does worse than doing nothing
         tuning_gflops: 12.3               # what the trials cost
-        made_for: {suite: ..., forget_set: ..., tuning_seed: ..., code: ..., search_space: ...}
+        made_for: {suite: ..., forget_set: ..., tuning_seeds: [...], code: ..., search_space: ...}
 
 `made_for` names what the choice is valid for: the suite's data, model, recipe and evaluation
-(`Suite.suite_hash`), the forget set's description, the tuning seed, the code that makes the
+(`Suite.suite_hash`), the forget set's description, the tuning seeds, the code that makes the
 method's runs (`bench.provenance.run_code`) and the method's search space. An entry made for
 anything else is stale and refused, as is one whose types, ranges or search space do not hold:
 each with one line naming the entry, and `unlearn-bench tune` as the fix.
@@ -34,9 +38,11 @@ from bench.spec import ForgetSpec, Suite, search_space, stable_hash
 from bench.suites import SUITES_DIR
 
 TUNED_FILE = "tuned.yaml"
-ENTRY_KEYS = ("values", "trials", "best_objective", "tuning_gflops", "note", "made_for")
+ENTRY_KEYS = ("values", "trials", "best_objective", "do_nothing_objective", "no_better_than_nothing", "neighbours",
+              "edge_of_stability", "tuning_gflops", "note", "made_for")
+MARKS = ("edge_of_stability", "no_better_than_nothing")  # what the board says of a tuned config
 MADE_FOR = {"suite": "suite data, model, recipe or evaluation", "forget_set": "forget set",
-            "tuning_seed": "tuning seed", "code": "method or training code", "search_space": "search space"}
+            "tuning_seeds": "tuning seeds", "code": "method or training code", "search_space": "search space"}
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,13 @@ class Tuned:
 
     values: dict
     trials: int
+    marks: tuple[str, ...] = ()  # of MARKS: what tuning found about this choice
 
 
 def made_for(suite: Suite, spec: ForgetSpec, method: str) -> dict:
     """What a tuning of `method` on forget set `spec` is valid for (see the module docstring)."""
     entry = method_registry().get(method)
-    return {"suite": suite.suite_hash, "forget_set": stable_hash(spec), "tuning_seed": suite.tuning.seed,
+    return {"suite": suite.suite_hash, "forget_set": stable_hash(spec), "tuning_seeds": list(suite.tuning.seeds),
             "code": stable_hash(run_code(method)), "search_space": stable_hash(search_space(entry.config))}
 
 
@@ -142,4 +149,5 @@ def _checked(raw, expected: dict, method: str) -> Tuned:
         value = getattr(config, key)
         if not space[key].contains(value) or (isinstance(value, float) and not math.isfinite(value)):
             raise ValueError(f"values.{key}: {value!r} is outside the search space ({space[key].describe()})")
-    return Tuned({k: getattr(config, k) for k in values}, trials)
+    marks = tuple(m for m in MARKS if raw.get(m) is True)
+    return Tuned({k: getattr(config, k) for k in values}, trials, marks)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import jobs, tune
 from bench.data import default_cache_dir
-from bench.executors import Job, LocalExecutor
+from bench.executors import Job, LocalExecutor, ProcessExecutor, RayExecutor, pool_size
 from bench.progress import Progress
 from bench.runner import Runner
 from bench.workspace import Folders, Workspace
@@ -28,6 +28,22 @@ def dispatch(runner: Runner, job: Job):
     if job.kind not in HANDLERS:
         raise ValueError(f"unknown job kind '{job.kind}'")
     return HANDLERS[job.kind](runner, job)
+
+
+def pool_executor(kind: str, request: "RunRequest", cpus: float, gpus: float, address: str | None = None):
+    """`--executor processes` (a pool sized by the jobs' CPUs and GPUs) or `ray` (connected now, before
+    anything is written) for `request`; None for `local`."""
+    if kind == "local":
+        return None
+    from bench.data import default_cache_dir
+
+    request = request.absolute()
+    cache = Path(request.cache_dir or default_cache_dir())
+    if kind == "processes":
+        import torch
+
+        return ProcessExecutor(request, cache, pool_size(cpus, gpus, torch.cuda.device_count()), max(1, int(cpus)))
+    return RayExecutor(request, cache, address, cpus, gpus)
 
 
 def local_executor(ws: Workspace) -> LocalExecutor:

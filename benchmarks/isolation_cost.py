@@ -58,9 +58,9 @@ def main() -> None:
         if args.cache_dir:
             folders.cache_dir = Path(args.cache_dir)
         ws = Workspace(suite, folders)
-        seed = suite.tuning.seed
+        seed = suite.tuning.seeds[0]
         original = ws.original(seed)[0]
-        calls_per_method = suite.tuning.trials * len(suite.forget_sets) + len(suite.seeds) * len(suite.forget_sets) + (
+        calls_per_method = suite.tuning.trials * len(suite.tuning.seeds) * len(suite.forget_sets) + len(suite.seeds) * len(suite.forget_sets) + (
             suite.attack_settings.ulira_references * len(suite.forget_sets) if "ulira" in suite.attacks else 0)
         total = {"isolated": 0.0, "in-process": 0.0}
         print(f"{'method':16s} {'isolated s':>11s} {'in-process s':>13s} {'ratio':>6s}")

@@ -135,7 +135,7 @@ def test_forget_quality_of_retraining_is_near_the_ceiling_and_of_the_original_fa
     rng = np.random.default_rng(0)
     n_models, examples = 16, 300
     retrained = rng.normal(0, 1, (n_models, examples))
-    ceiling = forget_quality(rng.normal(0, 1, (n_models, examples)), retrained, (1, 1), (1, 1))
+    ceiling = forget_quality(rng.normal(0, 1, (n_models, examples)), retrained, (1, 1), (1, 1))  # a perfect unlearner
     like_retrain = forget_quality(rng.normal(0, 1, (n_models, examples)), retrained, (1, 1), (1, 1))
     original = forget_quality(rng.normal(4, 1, (n_models, examples)), retrained, (1, 1), (1, 1))
     assert abs(like_retrain["forget_quality"] - ceiling["forget_quality"]) < 0.05
@@ -222,9 +222,13 @@ def test_forget_quality_double_threshold_catches_an_interval_that_one_threshold_
 
 def test_forget_quality_prints_n_and_its_null_ceiling():
     rng = np.random.default_rng(0)
-    fq = forget_quality(rng.normal(0, 1, (3, 200)), rng.normal(0, 1, (3, 200)), (1, 1), (1, 1))
-    assert fq["n_models"] == 3 and 0.2 < fq["null_ceiling"] < 0.8
-    assert abs(fq["f"] - fq["null_ceiling"]) < 0.15  # identical distributions score near the null
+    from bench.attacks.forget_quality import null_ceiling
+
+    retrained = rng.normal(0, 1, (3, 200))
+    fq, ceiling = forget_quality(rng.normal(0, 1, (3, 200)), retrained, (1, 1), (1, 1)), null_ceiling(retrained)
+    assert fq["n_models"] == 3 and 0.2 < ceiling < 0.8
+    assert abs(fq["f"] - ceiling) < 0.15  # identical distributions score near the null
+    assert 0 < fq["standard_error"] < 0.05  # 200 examples' points, each in [0, 1]
 
 
 def test_lira_fixed_variance_of_identical_in_out_distributions_is_chance():

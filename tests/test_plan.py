@@ -81,7 +81,7 @@ def test_a_broken_tuned_entry_is_one_line(cli, tiny_suite, changes, message):
 
 
 @pytest.mark.parametrize("field, what", [("suite", "suite data, model, recipe or evaluation"),
-                                         ("forget_set", "forget set"), ("tuning_seed", "tuning seed"),
+                                         ("forget_set", "forget set"), ("tuning_seeds", "tuning seeds"),
                                          ("code", "method or training code"), ("search_space", "search space")])
 def test_a_stale_tuned_entry_is_refused(cli, tiny_suite, field, what):
     suite = tiny_suite()
@@ -193,7 +193,7 @@ def test_tune_repairs_an_entry_run_refuses(cli, tiny_suite):
     assert code == 0, err
     assert f"`unlearn-bench run {suite} --results results` runs them" in out
     entry = yaml.safe_load(path.read_text())["finetune"]["random-10pct"]
-    assert entry["trials"] == 1 and set(entry["made_for"]) == {"suite", "forget_set", "tuning_seed", "code",
+    assert entry["trials"] == 1 and set(entry["made_for"]) == {"suite", "forget_set", "tuning_seeds", "code",
                                                                 "search_space"}
     code, _, err = cli("run", suite, "--quiet", "--tuned", "--results", "results", "--seeds", "0",
                        "--no-leaderboard")

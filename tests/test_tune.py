@@ -10,15 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from bench.methods_loader import method_registry
+from bench.store import load_records
 from conftest import TINY_SUITE
 from bench.spec import search_space
 
 TUNE_SUITE = (TINY_SUITE.replace("  gradient_ascent: {epochs: 1, lr: 1.0e-3, batch_size: 64}\n", "  ssd: {alpha: 5.0}\n")
-              + "tuning: {trials: 3, seed: 7}\n"
+              + "tuning: {trials: 3, seeds: [7]}\n"
               # attacks with reference models: tuning must neither train nor plan them (their pool holds the test split)
               + "attacks: [simple, rmia]\nattack_settings: {references: 4, rmia_references: 1}\n")
 
@@ -58,7 +60,7 @@ def test_tune_writes_equal_budgets_reads_no_test_data_and_run_tuned_uses_them(cl
     tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
     assert {m: t["random-10pct"]["trials"] for m, t in tuned.items()} == {"finetune": 3, "ssd": 3}
     assert seen and all(s == {"forget", "retain", "val"} for s in seen)
-    assert (Path("results") / "tiny" / "forget_sets" / "tuning-random-10pct.npy").is_file()
+    assert (Path("results") / "tiny" / "forget_sets" / "tuning-random-10pct-0.npy").is_file()
     code, out, err = cli("tune", suite, "--quiet", "--trials", "5")  # resumes: 2 more each
     tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
     assert code == 0 and tuned["ssd"]["random-10pct"]["trials"] == 5
@@ -81,8 +83,8 @@ def test_the_objective_is_the_mean_gap_on_validation_metrics():
 
 
 def test_a_tuning_seed_that_is_a_reporting_seed_is_refused(cli, tiny_suite):
-    code, _, err = cli("tune", tiny_suite(TUNE_SUITE.replace("seed: 7", "seed: 1")))
-    assert code == 2 and "tuning.seed: 1 is a reporting seed" in err
+    code, _, err = cli("tune", tiny_suite(TUNE_SUITE.replace("seeds: [7]", "seeds: [7, 1]")))
+    assert code == 2 and "tuning.seeds: 1 is a reporting seed" in err
 
 
 @pytest.mark.slow
@@ -167,6 +169,7 @@ def test_a_trial_with_non_finite_outputs_is_infeasible_not_a_crash(cli, tiny_sui
     assert tuned["overflows"]["random-10pct"]["note"].startswith("no feasible trial")
 
 
+@pytest.mark.slow
 def test_the_same_tune_twice_writes_the_same_tuned_yaml(cli, tiny_suite):
     """Feasibility compares FLOPs, not seconds, and tuned.yaml holds no clock reading: a second tune
     (another results folder, a warm cache, so other timings) chooses and writes the same bytes."""
@@ -190,6 +193,7 @@ def _studies(journal: Path) -> dict:
             for s in optuna.get_all_study_summaries(storage)}
 
 
+@pytest.mark.slow
 def test_a_resumed_tune_proposes_no_configuration_twice(cli, tiny_suite):
     """--trials 2, then --trials 4: the seeded sampler does not replay its first draws, and the suite's
     own values come first once."""
@@ -248,9 +252,106 @@ def test_a_trial_whose_process_dies_is_infeasible_and_the_tune_goes_on(cli, tiny
     plugin = tmp_path / "odd dir" / "dies.py"  # a space: the hint must quote it
     plugin.write_text(DIES)
     suite = tiny_suite(TINY_SUITE.replace("  gradient_ascent: {epochs: 1, lr: 1.0e-3, batch_size: 64}\n",
-                                          "  dies_sometimes: {lr: 0.05}\n") + "tuning: {trials: 3, seed: 7}\n")
+                                          "  dies_sometimes: {lr: 0.05}\n") + "tuning: {trials: 3, seeds: [7]}\n")
     code, out, err = cli("tune", suite, "--quiet", "--methods", "dies_sometimes", "--plugin", plugin)
     assert code == 0, err
     tuned = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())
     assert tuned["dies_sometimes"]["random-10pct"]["trials"] == 3
     assert f"`unlearn-bench run {suite} --plugin '{plugin}'` runs them" in out  # the command to run them, quoted
+
+
+# --- several tuning seeds, a real search, and what tuning found (issue 20) --------------------------
+
+def _seed(status="ok", flops=10, collapse=None, **values):
+    return {"status": status, "error": None if status == "ok" else f"it {status}", "flops": flops,
+            "values": {**{"forget": 0, "retain": 0, "val": 0, "mia": 0}, **values, "collapse": collapse}
+            if status == "ok" else None}
+
+
+RETRAINS = [{"flops": 100, "values": {"forget": 0, "retain": 0, "val": 0, "mia": 0}, "nothing": n} for n in (5, 9, 7)]
+
+
+@pytest.mark.parametrize("seeds, value, reason", [
+    # every seed ok: the mean of the three objectives (4, 2, 6 points on one of four terms: 1, 0.5, 1.5)
+    ([_seed(forget=4), _seed(forget=2), _seed(forget=6)], 1.0, None),
+    # a seed that diverges scores doing nothing there (9), not less: (1 + 9 + 1.5) / 3
+    ([_seed(forget=4), _seed("diverged"), _seed(forget=6)], (1 + 9 + 1.5) / 3, None),
+    # a collapsed seed likewise; doing nothing (5) below the worst ok seed (40 / 4 = 10): that worst counts
+    ([_seed(collapse="one class"), _seed(forget=40), _seed(forget=8)], (10 + 10 + 2) / 3, None),
+    # no ok seed: infeasible, never chosen
+    ([_seed("failed"), _seed("diverged"), _seed("failed")], None, "it failed"),
+    # dearer than retraining on a seed: infeasible
+    ([_seed(forget=4), _seed(flops=101), _seed(forget=6)], None, "costs more than retraining"),
+])
+def test_a_config_scores_its_mean_over_tuning_seeds_and_a_lost_seed_never_helps(seeds, value, reason):
+    from bench.tuning_rules import seed_values
+
+    got, why, _ = seed_values(seeds, RETRAINS)
+    assert got == (pytest.approx(value) if value is not None else None)
+    assert (why is None) if reason is None else reason in why
+
+
+@pytest.mark.parametrize("budget, startup", [(60, 10), (20, 6), (12, 4), (3, 1), (1, 1)])
+def test_random_start_up_trials_are_at_most_a_third_of_the_budget(budget, startup):
+    from bench.tuning_rules import startup_trials
+
+    assert startup_trials(budget) == startup and (startup <= budget / 3 or budget < 3)
+
+
+def test_a_winners_neighbours_move_one_continuous_hyperparameter_inside_its_space():
+    from bench.spec import float_range, int_range, log_range
+    from bench.tuning_rules import neighbours
+
+    space = {"lr": log_range(1e-3, 0.1), "alpha": float_range(0.5, 1.0), "epochs": int_range(1, 5)}
+    got = neighbours({"lr": 0.01, "alpha": 0.9, "epochs": 3}, space)
+    assert got == {"lr x0.8": {"lr": 0.008, "alpha": 0.9, "epochs": 3},
+                   "lr x1.25": {"lr": 0.0125, "alpha": 0.9, "epochs": 3},
+                   "alpha x0.8": {"lr": 0.01, "alpha": pytest.approx(0.72), "epochs": 3},
+                   "alpha x1.25": {"lr": 0.01, "alpha": 1.0, "epochs": 3}}  # clipped at the bound
+    assert "alpha x1.25" not in neighbours({"lr": 0.01, "alpha": 1.0, "epochs": 3}, space)  # the bound undoes it
+
+
+BRITTLE = '''
+from dataclasses import dataclass
+from bench.api import log_range, param, register_method
+
+
+@dataclass(frozen=True)
+class Cfg:
+    lr: float = param(0.1, gt=0, search=log_range(0.01, 1.0))
+
+
+@register_method("brittle", config=Cfg)
+def brittle(model, data, cfg, ctx):
+    """Changes nothing up to lr 0.11 and raises above: its best is doing nothing, at a cliff edge."""
+    if cfg.lr > 0.11:
+        raise RuntimeError("over the edge")
+    return model
+'''
+
+
+@pytest.mark.slow
+def test_tuning_on_two_seeds_marks_a_cliff_edge_and_a_do_nothing_winner_on_the_board(cli, tiny_suite, tmp_path,
+                                                                                      forget_plugins):
+    plugin = tmp_path / "brittle.py"
+    plugin.write_text(BRITTLE)
+    suite = tiny_suite(TINY_SUITE.replace("  gradient_ascent: {epochs: 1, lr: 1.0e-3, batch_size: 64}\n",
+                                          "  brittle: {lr: 0.1}\n") + "tuning: {trials: 3, seeds: [7, 8]}\n")
+    code, out, err = cli("tune", suite, "--quiet", "--plugin", plugin)
+    assert code == 0, err
+    entry = yaml.safe_load((Path("results") / "tiny" / "tuned.yaml").read_text())["brittle"]["random-10pct"]
+    assert entry["made_for"]["tuning_seeds"] == [7, 8] and entry["values"] == {"lr": 0.1}
+    assert entry["best_objective"] == entry["do_nothing_objective"] > 0  # it changes nothing
+    assert entry["no_better_than_nothing"] is True and entry["edge_of_stability"] is True
+    assert entry["neighbours"]["lr x1.25"] == {"objective": None, "failed_seeds": 2, "note": "RuntimeError: over the edge"}
+    assert entry["neighbours"]["lr x0.8"]["failed_seeds"] == 0
+    assert "edge of stability; no better than nothing" in out
+    for k in (0, 1):
+        assert (Path("results") / "tiny" / "forget_sets" / f"tuning-random-10pct-{k}.npy").is_file()
+    tuning_sets = [np.load(Path("results") / "tiny" / "forget_sets" / f"tuning-random-10pct-{k}.npy") for k in (0, 1)]
+    assert not np.array_equal(*tuning_sets)  # each tuning seed its own forget set
+    code, out, err = cli("run", suite, "--quiet", "--plugin", plugin, "--seeds", "0")
+    assert code == 0, err
+    marks = {r["method"]: r["tuning_marks"] for r in load_records(Path("results"))}
+    assert marks["brittle"] == ["edge_of_stability", "no_better_than_nothing"] and marks["original"] == []
+    assert "| brittle ⚠ ∅" in Path("leaderboard.md").read_text().replace("  ", " ")

@@ -101,12 +101,17 @@ def points(eps: np.ndarray, n_models: int) -> np.ndarray:
 
 def forget_quality(unlearned_phi: np.ndarray, retrained_phi: np.ndarray,
                    ra: tuple[float, float], ta: tuple[float, float]) -> dict[str, float]:
-    """`*_phi`: (N models, forget examples). `ra`, `ta`: (unlearned, retrained) mean accuracies."""
+    """`*_phi`: (N models, forget examples). `ra`, `ta`: (unlearned, retrained) mean accuracies.
+    {forget_quality, its standard error over forget examples (`standard_error`), f, median_epsilon,
+    n_models}; the score a perfect unlearner gets at this N is `null_ceiling`'s."""
     n = len(unlearned_phi)
     eps = epsilons(unlearned_phi, retrained_phi)
-    f = float(points(eps, n).mean())
-    return {"forget_quality": f * (ra[0] / ra[1]) * (ta[0] / ta[1]), "f": f,
-            "median_epsilon": float(np.median(eps)), "n_models": int(n), "null_ceiling": null_ceiling(retrained_phi)}
+    per_example = points(eps, n)
+    scale = (ra[0] / ra[1]) * (ta[0] / ta[1])
+    se = float(per_example.std(ddof=1) / np.sqrt(len(per_example))) if len(per_example) > 1 else 0.0
+    f = float(per_example.mean())
+    return {"forget_quality": f * scale, "standard_error": se * scale, "f": f,
+            "median_epsilon": float(np.median(eps)), "n_models": int(n)}
 
 
 def null_ceiling(retrained_phi: np.ndarray, examples: int = 300, seed: int = 0) -> float:
