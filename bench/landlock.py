@@ -32,18 +32,31 @@ WRITES = {1: (1, 4, 5, 6, 7, 8, 9, 10, 11, 12), 2: (13,), 3: (14,)}
 SCOPED = 1 | 2  # LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL (ABI 6)
 
 
-def confine(allowed: list[Path]) -> bool:
+FILE_WRITES = (1, 14)  # the rights a rule on one file (not a folder) may grant: write, truncate
+
+
+def device_files() -> list[Path]:
+    """The device files a method may open for writing: /dev/null, and the GPU driver's
+    (/dev/nvidia*, /dev/nvidia-caps/*): CUDA opens them read-write, so without them no method
+    call could use a GPU. Not /dev as a whole: /dev/shm is a shared folder."""
+    dev = Path("/dev")
+    found = [dev / "null", *dev.glob("nvidia*"), *dev.glob("nvidia-caps/*")]
+    return sorted(p for p in found if p.exists() and not p.is_dir())
+
+
+def confine(allowed: list[Path], files: list[Path] = ()) -> bool:
     """Forbid this process and its descendants every write to the file system except beneath
-    `allowed` (existing folders), and (ABI 6) signals and abstract-socket connections to any
-    process outside this sandbox (itself and its own children stay reachable); then, where
-    libseccomp is, changing other processes' limits and priorities (`deny_acting_on_others`).
-    Returns False where Landlock is missing (nothing of it restricts)."""
-    restricted = _landlock(allowed)
+    `allowed` (existing folders) and to `files` (existing files, e.g. `device_files()`), and
+    (ABI 6) signals and abstract-socket connections to any process outside this sandbox (itself
+    and its own children stay reachable); then, where libseccomp is, changing other processes'
+    limits and priorities (`deny_acting_on_others`). Returns False where Landlock is missing
+    (nothing of it restricts)."""
+    restricted = _landlock(allowed, files)
     deny_acting_on_others()
     return restricted
 
 
-def _landlock(allowed: list[Path]) -> bool:
+def _landlock(allowed: list[Path], files: list[Path] = ()) -> bool:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     abi = libc.syscall(ctypes.c_long(CREATE_RULESET), None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
@@ -57,10 +70,12 @@ def _landlock(allowed: list[Path]) -> bool:
     if ruleset < 0:
         return False
     try:
-        for folder in allowed:
-            fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+        on_files = sum(1 << bit for bit in FILE_WRITES) & handled
+        for path, rights, flags in [*((p, handled, os.O_DIRECTORY) for p in allowed),
+                                    *((p, on_files, 0) for p in files)]:
+            fd = os.open(path, os.O_PATH | flags)
             try:
-                rule = ctypes.create_string_buffer(struct.pack("=Qi", handled, fd))  # landlock_path_beneath_attr, packed
+                rule = ctypes.create_string_buffer(struct.pack("=Qi", rights, fd))  # landlock_path_beneath_attr, packed
                 if libc.syscall(ctypes.c_long(ADD_RULE), ctypes.c_int(ruleset), ctypes.c_int(RULE_PATH_BENEATH), rule,
                                 ctypes.c_uint32(0)) != 0:
                     return False

@@ -47,7 +47,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.landlock import confine
+from bench.landlock import confine, device_files
 
 _server: _Server | None = None
 _calls: Path | None = None  # in the server: a folder of its own for its children's scratch folders
@@ -289,9 +289,9 @@ def _child(conn: Connection) -> None:
 
 def _confine() -> None:
     """From here on this child writes files only in a scratch folder of its own (also its temp
-    folder; removed when it ends) and its /proc entry, and signals no process but its own
-    (`bench.landlock`)."""
+    folder; removed when it ends), its /proc entry and the device files a GPU needs (and
+    /dev/null), and signals no process but its own (`bench.landlock`)."""
     scratch = _calls / str(os.getpid())
     scratch.mkdir()
     os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
-    confine([scratch, Path(f"/proc/{os.getpid()}")])
+    confine([scratch, Path(f"/proc/{os.getpid()}")], device_files())

@@ -374,3 +374,31 @@ def test_a_method_process_cannot_change_another_process_limits_or_priority():
 
     refused, _ = run_isolated(_acts_on_its_server, None, None, lambda m: None, prepare=prepare_server)
     assert refused == ["prlimit", "setpriority", "sched_setaffinity"]
+
+
+def _writes_devices(setup, receive, send):
+    import os
+
+    receive()
+    with open(os.devnull, "w") as null:  # a method may silence output (CUDA opens its devices likewise)
+        null.write("quiet")
+    try:
+        with open("/dev/shm/unlearn-bench-probe", "w") as shared:  # a shared folder: still refused
+            shared.write("x")
+        refused = False
+    except PermissionError:
+        refused = True
+    return refused, b""
+
+
+def test_a_method_process_may_open_device_files_for_writing_but_not_shared_folders():
+    """CUDA opens /dev/nvidiactl, /dev/nvidia0 and /dev/nvidia-uvm read-write: Landlock's write rule
+    refused that, so no method call could use a GPU. Device files get a rule of their own
+    (`bench.landlock.device_files`); /dev/shm stays closed."""
+    from bench.execute import prepare_server
+    from bench.landlock import device_files
+    from bench.sandbox import run_isolated
+
+    assert Path("/dev/null") in device_files() and not any(p.is_dir() for p in device_files())
+    refused, _ = run_isolated(_writes_devices, None, None, lambda m: None, prepare=prepare_server)
+    assert refused is True or not Path("/dev/shm").is_dir()
