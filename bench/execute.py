@@ -101,6 +101,68 @@ def call_method(entry, model: nn.Module, data, config, ctx) -> tuple[nn.Module, 
         return result, cost, "failed", str(e)
 
 
+def call_method_many(entry, config, calls: list) -> list[tuple[nn.Module, dict, str, str | None]]:
+    """`call_method` for several calls of one method and config in one process: the N seeds of
+    the forget-quality protocol, a tuning trial's seeds, U-LiRA's reference models. `calls`:
+    (model, data, ctx, the caller's RNG states right after seeding for that call) per call; calls
+    that share a model or data send it once. Each call gets its own copies, RNG states, warm-up,
+    clock and FLOP count, as in `call_method`, so its result is the one `call_method` gives; the
+    process is paid once instead of N times. What a call does to its process can reach only the
+    later calls of the same batch (the same method): a call that does not end `ok` ends the
+    batch, and the calls after it run in a fresh process; a process that dies takes its batch
+    with it, and each of its calls runs again alone (so the one that killed it is the one blamed)."""
+    if not calls:
+        return []
+    setup = (entry.name, entry.fn.__module__, entry.loader or None)
+    payload = (config_values(config), [(m, d, dataclasses.replace(c, progress=None), r) for m, d, c, r in calls])
+    model, data, first, _ = calls[0]
+    warm = (_warm, (first.new_model, first.policy, tuple(data.retain.x.shape[1:]), first.recipe.batch_size,
+                    data.num_classes))
+    started = time.perf_counter()
+    try:
+        results, blob = run_isolated(_call_many_in_child, setup, payload, lambda m: None, warm, prepare_server)
+        states = torch.load(io.BytesIO(blob), map_location=next(model.parameters()).device, weights_only=True)
+        if not (isinstance(results, list) and isinstance(states, list) and 0 < len(results) == len(states) <= len(calls)):
+            raise ChildFailed("its process sent a result that is not one")
+    except ChildFailed as e:  # which call killed the process is unknown: each runs again alone
+        if len(calls) > 1:
+            return [result for call in calls for result in call_method_many(entry, config, [call])]
+        cost = {"wall_s": time.perf_counter() - started, "gpu_s": None, "cpu_s": None, "peak_mem_bytes": None,
+                "flops": None}
+        return [(copy.deepcopy(model), cost, "failed", str(e))]
+    out = []
+    for (status, error, cost), state, (model, *_) in zip(results, states, calls):
+        result = copy.deepcopy(model)
+        if status not in STATUSES or not (error is None or isinstance(error, str)):
+            status, error, state = "failed", "its process sent a result that is not one", None
+        try:
+            if status != "failed":
+                _apply_state(result, state)
+            out.append((result, _checked_cost(cost), status, error))
+        except ChildFailed as e:
+            out.append((result, {"wall_s": 0.0, "gpu_s": None, "cpu_s": None, "peak_mem_bytes": None, "flops": None},
+                        "failed", str(e)))
+    return out + call_method_many(entry, config, calls[len(out):])
+
+
+def _call_many_in_child(setup, receive, send) -> tuple[list, bytes]:
+    """The child's side of `call_method_many`: each call as `_call_in_child` makes it, until one
+    does not end ok; ([[status, error, cost], ...], a list of state dicts saved with torch.save)."""
+    entry = load_method(*setup)
+    values, calls = receive()
+    results, states = [], []
+    for model, data, ctx, rng in calls:
+        (status, error, cost), state = _one_call(entry, copy.deepcopy(model), data, values, ctx, rng,
+                                                 lambda done, total: None)
+        results.append([status, error, cost])
+        states.append(state)
+        if status != "ok":
+            break
+    blob = io.BytesIO()
+    torch.save(states, blob)
+    return results, blob.getvalue()
+
+
 def _progress(ctx, message) -> None:
     if isinstance(message, list) and len(message) == 2 and all(type(v) is int for v in message):
         ctx.progress(*message)
@@ -112,6 +174,14 @@ def _load_state(model: nn.Module, blob: bytes) -> None:
     method's; the same keys and shapes, else ChildFailed."""
     try:
         state = torch.load(io.BytesIO(blob), map_location=next(model.parameters()).device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - whatever the child sent, the call fails with the reason
+        raise ChildFailed(f"returned a model of another architecture than the original ({e})") from None
+    _apply_state(model, state)
+
+
+def _apply_state(model: nn.Module, state) -> None:
+    """`state` into `model` if it has the same keys and shapes, else ChildFailed."""
+    try:
         want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         if not isinstance(state, dict) or {k: tuple(v.shape) for k, v in state.items()} != want:
             raise ValueError("other keys or shapes")
@@ -133,11 +203,20 @@ def _call_in_child(setup, receive, send) -> tuple[list, bytes]:
     ([status, error, cost], the returned model's state dict saved with torch.save)."""
     entry = load_method(*setup)
     model, data, values, ctx, rng = receive()
+    result, state = _one_call(entry, model, data, values, ctx, rng, lambda done, total: send((done, total)))
+    blob = io.BytesIO()
+    if state is not None:
+        torch.save(state, blob)
+    return result, blob.getvalue()
+
+
+def _one_call(entry, model, data, values, ctx, rng, progress) -> tuple[list, dict | None]:
+    """One call in a method's process: ([status, error, cost], the model's state dict or None)."""
     config = entry.config(**values) if values is not None else None  # the method's own config class
     fn = entry.fn
     set_rng_states(rng)
     ctx.policy.apply(_pools)
-    ctx = dataclasses.replace(ctx, progress=lambda done, total: send((done, total)))
+    ctx = dataclasses.replace(ctx, progress=progress)
     handed = data.private_copy()  # what the method gets; `data` stays as sent, to compare with
     status, error = "ok", None
     cost: dict = {}
@@ -158,10 +237,7 @@ def _call_in_child(setup, receive, send) -> tuple[list, bytes]:
         status, error = "failed", f"changed global state ({'; '.join(changed)})"
     elif not data.same_as(handed):
         status, error = "failed", CHANGED_DATA
-    blob = io.BytesIO()
-    if status != "failed":
-        torch.save(model.state_dict(), blob)
-    return [status, error, cost], blob.getvalue()
+    return [status, error, cost], (model.state_dict() if status != "failed" else None)
 
 
 def prepare_server() -> None:
@@ -174,7 +250,10 @@ def prepare_server() -> None:
     torch.set_num_threads(1)
     import_builtin_methods()
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
-    warm_up(net, torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))
+    with count_flops() as flops:  # the FLOP counter's first use costs ~30 ms: paid here, not in every child
+        warm_up(net, torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))
+    flops.total()
+    pickle.loads(pickle.dumps(net))  # so is pickling a model's first time (~6 ms)
     _pools = threadpools()  # last: the pools of every library loaded above
 
 

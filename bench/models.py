@@ -32,15 +32,26 @@ class ModelFactory:
         return self.policy.module_format(model.to(self.policy.torch_device))
 
 
+def _perceptron(in_channels: int, image_size: int, num_classes: int, hidden: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels * image_size * image_size, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, num_classes),
+    )
+
+
 @model_registry.register("mlp")
 def mlp(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     """Two-layer perceptron (256 hidden units): the fastest model, for tiny data and tests."""
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(in_channels * image_size * image_size, 256),
-        nn.ReLU(),
-        nn.Linear(256, num_classes),
-    )
+    return _perceptron(in_channels, image_size, num_classes, 256)
+
+
+@model_registry.register("mlp-wide")
+def mlp_wide(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """Two-layer perceptron with 1,024 hidden units: enough capacity to memorise a small pool, so
+    that its training examples are told from held-out ones (the default suite's net)."""
+    return _perceptron(in_channels, image_size, num_classes, 1024)
 
 
 def _two_conv_wide_head(in_channels, image_size, num_classes, width, hidden):

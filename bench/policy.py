@@ -1,12 +1,18 @@
 """The one device policy: every decision the device implies for how models compute.
 
-On CUDA, training runs under bf16 autocast and batches and conv weights use the channels_last
-memory format (faster kernels); on CPU neither. The thread count is fixed for torch and numpy's
-BLAS alike (CPU kernels split their sums by thread, so it changes the last bits of results), and
-`compile` (the recipe's opt-in) routes training forward passes through torch.compile.
-These choices change results, so `DevicePolicy.key()` is part of every cache key (original
-models, reference models) and of every record key; nothing else in the harness looks at the
-device type to decide how to compute.
+Precision and memory format are chosen per device and model by measurement (docs/speed.md, the
+`speed` benchmark): on CUDA, training runs under bf16 autocast and batches and conv weights use
+the channels_last memory format for every model; on CPU the convolutional nets do the same
+(cnn-small, the cifar10-cpu net: 4.76x the kit-style loop with both, 1.97x in fp32 with the plain
+layout, median of 3 on a 2-core AVX-512 CPU), while the MLP stays fp32 (bf16 autocast made the
+digits MLP 0.73x as fast: its matrices are too small to gain). The choice depends on the model
+and the kind of device, never on the particular processor, so a record's key names the same
+computation on every machine (a CPU without bf16 instructions emulates it, slower). The thread
+count is fixed for torch and numpy's BLAS alike (CPU kernels split their sums by thread, so it
+changes the last bits of results), and `compile` (the recipe's opt-in) routes training forward
+passes through torch.compile. These choices change results, so `DevicePolicy.key()` is part of
+every cache key (original models, reference models) and of every record key; nothing else in
+the harness looks at the device type to decide how to compute.
 """
 
 from __future__ import annotations
@@ -14,6 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+
+# Models trained under bf16 autocast with channels_last batches on CPU too: the convolutional nets.
+CPU_MIXED = frozenset({"cnn", "cnn-small", "resnet18", "resnet18-tv"})
 
 
 @dataclass(frozen=True)
@@ -25,10 +35,13 @@ class DevicePolicy:
     compile: bool  # training forward passes through torch.compile
 
     @staticmethod
-    def decide(device: str | torch.device, threads: int = 1, compile: bool = False) -> "DevicePolicy":
-        """The policy for `device`: bf16 and channels_last on CUDA, neither on CPU."""
-        cuda = torch.device(device).type == "cuda"
-        return DevicePolicy(str(device), max(1, int(threads)), bf16=cuda, channels_last=cuda, compile=compile)
+    def decide(device: str | torch.device, threads: int = 1, compile: bool = False,
+               model: str | None = None) -> "DevicePolicy":
+        """The policy for `model` (a registered model name; None: a plain fp32 one) on `device`:
+        bf16 autocast and channels_last on CUDA, and on CPU for the convolutional nets
+        (`CPU_MIXED`); fp32 with the plain layout otherwise."""
+        fast = torch.device(device).type == "cuda" or model in CPU_MIXED
+        return DevicePolicy(str(device), max(1, int(threads)), bf16=fast, channels_last=fast, compile=compile)
 
     @property
     def torch_device(self) -> torch.device:

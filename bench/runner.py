@@ -17,7 +17,7 @@ import numpy as np
 from bench import forget_quality_runs
 from bench.errors import Diverged
 from bench.evaluate import accuracy, collapse_reason, outputs_of, per_example_outputs
-from bench.execute import call_method
+from bench.execute import call_method, call_method_many, rng_states
 from bench.forget_quality_runs import ForgetQualitySpec
 from bench.jobs import job_graph
 from bench.methods_loader import method_registry
@@ -86,12 +86,16 @@ class Runner:
         splits = {k: v for k, v in ws.eval_splits(data).items() if k in ("forget", "retain", "test")}
         ws.progress.run_started(s.label)
         base = self._challenge_outputs(original, splits)
+        calls = []  # the N calls in one process (`call_method_many`): each seeded as a single call is
+        for i in range(s.models if s.method != "original" else 0):
+            ctx = ws.context(s.unlearn_seed(i), f"{s.label} {i + 1}/{s.models}")
+            calls.append((original, data, ctx, rng_states()))
+        done = call_method_many(method_registry().get(s.method), s.config, calls) if calls else []
         rows, outcomes, errors, wall, flops = [], [], [], 0.0, 0
         for i in range(s.models):
             status, error, out = "ok", None, base
             if s.method != "original":
-                model, cost, status, error = self.call(s.method, s.config, original, data, s.unlearn_seed(i),
-                                                       f"{s.label} {i + 1}/{s.models}")
+                model, cost, status, error = done[i]
                 wall, flops = wall + cost["wall_s"], flops + (cost.get("flops") or 0)
                 if status == "ok":
                     out = self._challenge_outputs(model, splits)

@@ -2,7 +2,9 @@
 
 The *harness* loop is the one every run uses: uint8 images resident on the device, batched
 augmentation (random crop with padding 4 + horizontal flip) as tensor ops, normalisation on the
-device, channels_last inputs and bf16 autocast on CUDA (`bench.data.Batcher`, `bench.train.run_epochs`).
+device, and the precision and memory format the runs' device policy picks for the model
+(`bench.policy`; `bench.data.Batcher`, `bench.train.run_epochs`). Where that policy is not plain
+fp32 the loop is also timed in fp32 with the plain layout, to show what the policy gains.
 The *kit-style* loop is how the NeurIPS 2023 unlearning kit and most unlearning repositories feed
 a model: `torchvision.datasets.ImageFolder` over image files, per-sample PIL transforms
 (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize), a `DataLoader` with worker
@@ -10,8 +12,8 @@ processes, float32. Both train the same freshly seeded net with the same SGD on 
 batch size and epoch count; each is timed over its epochs after one untimed warm-up epoch (worker
 start-up, cuDNN autotuning, compilation), with CUDA events on a GPU.
 
-On CUDA more harness variants are timed: the model in channels_last memory format too, and the
-model under `torch.compile` (default mode, and "reduce-overhead", which replays CUDA graphs).
+On CUDA the model is also timed under `torch.compile` (default mode, and "reduce-overhead", which
+replays CUDA graphs).
 """
 
 from __future__ import annotations
@@ -154,20 +156,21 @@ def _timed(name: str, epoch, images: int, epochs: int, clock: Clock) -> LoopSpee
     return LoopSpeed(name, images * epochs / timed, round(timed, 3), round(warmup, 3))
 
 
-def _fresh_model(name: str, device: torch.device, channels_last: bool = False, compile: str | None = None):
-    """A seeded model and what to call for its forward pass (the model, or `torch.compile` of it in `compile` mode)."""
+def _fresh_model(name: str, device: torch.device, policy: DevicePolicy | None = None, compile: str | None = None):
+    """A seeded model in `policy`'s memory format (none: the plain layout) and what to call for its
+    forward pass (the model, or `torch.compile` of it in `compile` mode)."""
     torch.manual_seed(0)
     model = build_model(name, 3, 32, len(CIFAR10_CLASSES)).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if policy is not None:
+        model = policy.module_format(model)
     return model, (torch.compile(model, mode=compile) if compile else model)
 
 
 def harness_speed(name: str, model_name: str, split: Split, device, batch_size, epochs, clock,
-                  channels_last=False, compile: str | None = None) -> LoopSpeed:
-    model, forward = _fresh_model(model_name, device, channels_last, compile)
+                  policy: DevicePolicy, compile: str | None = None) -> LoopSpeed:
+    """The runs' loop under `policy` (its batches, memory format and autocast)."""
+    model, forward = _fresh_model(model_name, device, None if compile else policy, compile)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    policy = DevicePolicy.decide(device, torch.get_num_threads())  # the harness's own batches and autocast
     batcher, generator = Batcher(MEAN, STD, 3, policy), torch.Generator().manual_seed(0)
     ctx = SimpleNamespace(policy=policy, progress=lambda *a: None)
 
@@ -214,20 +217,28 @@ def speed(device: torch.device, model: str, images: int, epochs: int, batch_size
         source = image_folder(folder, images, data_root)
         split = decode_folder(folder, device)
         clock, notes = Clock(device), []
+        policy = DevicePolicy.decide(device, torch.get_num_threads(), model=model)  # the runs' own
+        plain = DevicePolicy(str(device), policy.threads, bf16=False, channels_last=False, compile=False)
         loops = [kit_speed(model, folder, device, batch_size, epochs, workers, clock),
-                 harness_speed("harness", model, split, device, batch_size, epochs, clock)]
+                 harness_speed("harness", model, split, device, batch_size, epochs, clock, policy)]
+        notes.append(f"harness: the runs' device policy for {model} on {device.type}: {_describe(policy)}")
+        if policy != plain:
+            loops.append(harness_speed(f"harness in {_describe(plain)}", model, split, device, batch_size, epochs,
+                                       clock, plain))
         if device.type == "cuda":
-            loops.append(harness_speed("harness + channels_last model", model, split, device, batch_size,
-                                       epochs, clock, channels_last=True))
             for mode in (("default", "reduce-overhead") if compile else ()):
                 try:  # compile the plain model: inductor rejected a channels_last one (weight strides)
                     loops.append(harness_speed(f"harness + compile ({mode})", model, split, device, batch_size,
-                                               epochs, clock, compile=mode))
+                                               epochs, clock, policy, compile=mode))
                 except Exception as e:  # noqa: BLE001 - a compiler that fails here is a finding, not a crash
                     notes.append(f"torch.compile ({mode}) failed: {type(e).__name__}: "
                                  f"{str(e).splitlines()[0][:200]}")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     return SpeedReport(name, model, len(split), epochs, batch_size, workers, source, loops, notes)
+
+
+def _describe(policy: DevicePolicy) -> str:
+    return ", ".join(["bf16" if policy.bf16 else "fp32", "channels_last" if policy.channels_last else "plain layout"])
 
 
 def default_workers() -> int:

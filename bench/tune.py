@@ -45,7 +45,7 @@ import yaml
 from bench.data import Split
 from bench.errors import UserError
 from bench.evaluate import accuracy, collapse_reason, per_example_outputs
-from bench.execute import call_method
+from bench.execute import call_method_many, rng_states
 from bench.executors import Job
 from bench.files import write_text
 from bench.files import inside
@@ -131,15 +131,23 @@ def _problem(ws: Workspace, name: str, k: int):
     return per_ws[name, k]
 
 
-def _one_seed(ws: Workspace, k: int, forget_set: str, method: str, config, number) -> dict:
-    """One call of `method` on tuning seed number k: status, error, cost and validation metrics."""
-    seed = ws.suite.tuning.seeds[k]
-    fs, data = _problem(ws, forget_set, k)
-    original = ws.original(seed)[0]
-    ctx = ws.context(derive_seed(seed, fs.name, method, number), f"tuning {method} #{number} seed {seed}")
-    model, cost, status, error = call_method(method_registry().get(method), original, data, config, ctx)
-    values = measure(ws, model, data, fs.forgotten_class, seed) if status == "ok" else None
-    return {"status": status, "error": error, "wall_s": cost["wall_s"], "flops": cost["flops"], "values": values}
+def _seeds(ws: Workspace, ks: list[int], forget_set: str, method: str, config, number) -> list[dict]:
+    """One call of `method` on each tuning seed number in `ks`, in one process (`call_method_many`):
+    per seed, its status, error, cost and validation metrics."""
+    calls, problems = [], []
+    for k in ks:
+        seed = ws.suite.tuning.seeds[k]
+        fs, data = _problem(ws, forget_set, k)
+        ctx = ws.context(derive_seed(seed, fs.name, method, number), f"tuning {method} #{number} seed {seed}")
+        calls.append((ws.original(seed)[0], data, ctx, rng_states()))
+        problems.append((fs, data, seed))
+    out = []
+    for (model, cost, status, error), (fs, data, seed) in zip(call_method_many(method_registry().get(method), config,
+                                                                                calls), problems):
+        values = measure(ws, model, data, fs.forgotten_class, seed) if status == "ok" else None
+        out.append({"status": status, "error": error, "wall_s": cost["wall_s"], "flops": cost["flops"],
+                    "values": values})
+    return out
 
 
 def tuning_job(runner, job: Job) -> dict:
@@ -150,7 +158,7 @@ def tuning_job(runner, job: Job) -> dict:
     started = time.perf_counter()
     if job.kind == "tuning-retrain":
         k = p["k"]
-        result = _one_seed(ws, k, p["forget_set"], "retrain", None, "retrain")
+        result = _seeds(ws, [k], p["forget_set"], "retrain", None, "retrain")[0]
         if result["status"] != "ok":
             raise UserError(f"tuning: retrain {result['status']} on {p['forget_set']} (tuning seed "
                             f"{ws.suite.tuning.seeds[k]}): {result['error']}")
@@ -159,8 +167,7 @@ def tuning_job(runner, job: Job) -> dict:
         nothing = measure(ws, ws.original(seed)[0], data, fs.forgotten_class, seed)
         return {**result, "nothing": objective_value(nothing, result["values"]), "job_s": time.perf_counter() - started}
     config = dataclasses.replace(base_config(ws, p["method"]), **p["values"])
-    seeds = [_one_seed(ws, k, p["forget_set"], p["method"], config, p["number"])
-             for k in range(len(ws.suite.tuning.seeds))]
+    seeds = _seeds(ws, list(range(len(ws.suite.tuning.seeds))), p["forget_set"], p["method"], config, p["number"])
     return {"seeds": seeds, "wall_s": sum(r["wall_s"] for r in seeds), "flops": sum(r["flops"] or 0 for r in seeds),
             "job_s": time.perf_counter() - started}
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.api import UnlearnData
 from bench.evaluate import per_example_outputs
-from bench.execute import call_method
+from bench.execute import call_method_many, rng_states
 from bench.files import npz_writer, read_checked, read_npz, write_checked
 from bench.provenance import code_hash
 from bench.references import ReferencePlan, References, reference_model
@@ -78,34 +78,33 @@ def unlearned_references(refs: References, plan: ReferencePlan, method: str, ent
     tag = stable_hash([*what, code, code_hash("bench.unlearned_references")])  # the cache key: code too
     draw = stable_hash([plan.seed, *what])  # the random draws: fixed by what is unlearned, not by the code
     folder = plan.folder / "ulira"
-    parts = []
-    for i in range(k_u):
-        path = folder / f"{method}-{tag}-ref{i}.npz"
-        part = read_checked(path, read_npz, f"{tag}/{i}")
-        if part is None:
-            forget_rows = reference_forget_rows(refs, plan, i, rows, forget_size, forget_label, derive_seed(draw, i))
-            trained = np.flatnonzero(refs.keep[i])
-            data = UnlearnData(plan.pool.subset(forget_rows), plan.pool.subset(np.setdiff1d(trained, forget_rows)),
-                               plan.population, num_classes)
-            label = f"U-LiRA reference {i + 1}/{k_u}: {method}"
-            announce(label)
-            model = reference_model(plan, i, make_context, announce)
-            ctx = make_context(derive_seed(draw, i), label)
-            if entry is None:  # the reference row: trained, never unlearned
-                status, error, cost = "ok", None, {"wall_s": 0.0}
-            else:
-                model, cost, status, error = call_method(entry, model, data, config, ctx)
-            conf = mirror = np.full(len(rows), np.nan, np.float32)
-            if status == "ok":
-                out = per_example_outputs(model, plan.pool.subset(rows), ctx.batcher, plan.eval_batch)
-                conf, mirror = out["conf"], out["conf_mirror"]
-                if not (np.isfinite(conf).all() and np.isfinite(mirror).all()):
-                    error = "outputs are not finite"
-            part = dict(conf=conf, conf_mirror=mirror, unlearned=np.isin(rows, forget_rows),
+    parts = [read_checked(folder / f"{method}-{tag}-ref{i}.npz", read_npz, f"{tag}/{i}") for i in range(k_u)]
+    todo = []  # the references not in the cache: unlearned in one process (`call_method_many`)
+    for i in [i for i, part in enumerate(parts) if part is None]:
+        forget_rows = reference_forget_rows(refs, plan, i, rows, forget_size, forget_label, derive_seed(draw, i))
+        trained = np.flatnonzero(refs.keep[i])
+        data = UnlearnData(plan.pool.subset(forget_rows), plan.pool.subset(np.setdiff1d(trained, forget_rows)),
+                           plan.population, num_classes)
+        label = f"U-LiRA reference {i + 1}/{k_u}: {method}"
+        announce(label)
+        model = reference_model(plan, i, make_context, announce)
+        ctx = make_context(derive_seed(draw, i), label)
+        todo.append((i, forget_rows, (model, data, ctx, rng_states())))
+    if entry is None:  # the reference row: trained, never unlearned
+        done = [(call[0], {"wall_s": 0.0}, "ok", None) for _, _, call in todo]
+    else:
+        done = call_method_many(entry, config, [call for _, _, call in todo])
+    for (i, forget_rows, (_, _, ctx, _)), (model, cost, status, error) in zip(todo, done):
+        conf = mirror = np.full(len(rows), np.nan, np.float32)
+        if status == "ok":
+            out = per_example_outputs(model, plan.pool.subset(rows), ctx.batcher, plan.eval_batch)
+            conf, mirror = out["conf"], out["conf_mirror"]
+            if not (np.isfinite(conf).all() and np.isfinite(mirror).all()):
+                error = "outputs are not finite"
+        parts[i] = dict(conf=conf, conf_mirror=mirror, unlearned=np.isin(rows, forget_rows),
                         forget_size=len(forget_rows), wall_s=cost.get("wall_s", 0.0),
                         error=np.array(error or (status if status != "ok" else "")))
-            write_checked(path, npz_writer(part), f"{tag}/{i}")
-        parts.append(part)
+        write_checked(folder / f"{method}-{tag}-ref{i}.npz", npz_writer(parts[i]), f"{tag}/{i}")
     usable = [i for i, p in enumerate(parts) if not str(p["error"])]
     stacked = lambda values, shape: np.stack(values) if values else np.zeros((0, *shape))  # noqa: E731
     return UnlearnedReferences(

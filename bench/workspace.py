@@ -57,7 +57,7 @@ class Workspace:
     def __init__(self, suite: Suite, folders: Folders, guard_test: Callable[[Split], Split] | None = None):
         self.suite, self.folders, self.progress = suite, folders, folders.progress
         threads = folders.threads or max(1, int(suite.resources.cpus))
-        self.policy = DevicePolicy.decide(pick_device(folders.device), threads, suite.recipe.compile)
+        self.policy = DevicePolicy.decide(pick_device(folders.device), threads, suite.recipe.compile, suite.model)
         self.policy.apply()
         device = self.policy.torch_device
         self.raw = load_dataset(suite.dataset.name, LoadOptions(folders.data_root, folders.download, folders.cache_dir))

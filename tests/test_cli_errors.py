@@ -27,7 +27,7 @@ def _assert_clean_failure(code, out, err, *needles):
         (["run", "--set", "finetune.lr=abc"], ["finetune.lr: expected a number"]),
         (["run", "--set", "finetune=3"], ["expected SECTION.KEY=VALUE"]),
         (["run", "--methods", "finetun"], ["unknown method 'finetun'", "Did you mean 'finetune'?"]),
-        (["run", "--seeds", "7"], ["--seeds 7: not a seed of suite 'digits'"]),
+        (["run", "--seeds", "70"], ["--seeds 70: not a seed of suite 'digits'"]),
         (["run", "cifar10-cpu"], ["CIFAR-10 not found", "--data-root", "--download"]),
         (["run", "cifar10-cpu", "--data-root", "/nonexistent"], ["CIFAR-10 not found under '/nonexistent'"]),
         (["run", "--plugin", "missing.py"], ["--plugin 'missing.py': no such .py file"]),

@@ -65,6 +65,7 @@ def test_n_runs_from_the_first_seeds_original_and_doing_nothing_scores_zero(publ
     assert code == 0 and "0 forget-quality sets" in out
 
 
+@pytest.mark.slow
 def test_a_suite_without_the_protocol_says_why_its_board_has_no_forget_quality(cli, tiny_suite):
     code, _, err = cli("run", tiny_suite(TINY_SUITE.replace("seeds: [0, 1]", "seeds: [0]")), "--quiet",
                        "--methods", "finetune")

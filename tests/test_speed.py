@@ -23,6 +23,25 @@ def test_speed_times_both_loops_on_the_same_images(cli, tmp_path):
     harness, kit = (loop["images_per_s"] for loop in report["loops"][::-1])
     assert report["ratios_to_kit_style"]["harness"] == pytest.approx(harness / kit, abs=1e-3)
     assert "x kit" in stdout and "harness" in stdout
+    assert report["notes"] == ["harness: the runs' device policy for mlp on cpu: fp32, plain layout"]
+
+
+def test_a_conv_net_on_cpu_trains_in_bf16_with_channels_last_and_is_also_timed_plain(cli, tmp_path):
+    """The policy picks precision and memory format per model (bench.policy): cnn-small on CPU runs
+    under bf16 autocast with channels_last, and the report times plain fp32 beside it."""
+    from bench.policy import DevicePolicy
+
+    assert DevicePolicy.decide("cpu", 2, model="cnn-small").key() == {
+        "device": "cpu", "threads": 2, "bf16": True, "channels_last": True, "compile": False}
+    assert not DevicePolicy.decide("cpu", 2, model="mlp").bf16 and DevicePolicy.decide("cuda", model="mlp").bf16
+    out = tmp_path / "speed.json"
+    code, stdout, err = cli("speed", "--device", "cpu", "--model", "cnn-small", "--images", "32", "--epochs", "1",
+                            "--batch-size", "16", "--workers", "0", "--data-root", str(tmp_path / "none"),
+                            "--output", str(out))
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert [loop["loop"] for loop in report["loops"]] == ["kit-style", "harness", "harness in fp32, plain layout"]
+    assert "cnn-small on cpu: bf16, channels_last" in report["notes"][0]
 
 
 def test_the_harness_loop_reads_the_same_pixels_as_the_kit_loop(tmp_path):

@@ -17,8 +17,9 @@ points; an epsilon past the last bucket is worth 0; F = mean points. The score i
 F * (RA_unlearned / RA_retrain) * (TA_unlearned / TA_retrain), as in the challenge.
 
 Deliberate deviations: the double-threshold rates are computed only at the thresholds where
-they can change (each sample's crossing of the left-threshold grid), which gives the same
-set of (FPR, FNR) pairs as evaluating all R x 400 grid points, without the CUDA tensors; an
+they can change (each sample's crossing of the left-threshold grid), by counting per right
+threshold, which gives the same set of (FPR, FNR) pairs as evaluating all R x 400 grid points,
+without the CUDA tensors; an
 example whose every rule is discarded gets epsilon 0 where the code asserts.
 """
 
@@ -56,12 +57,25 @@ def _double_threshold_rates(pos: np.ndarray, neg: np.ndarray):
     samples = np.concatenate([pos, neg])
     # n_left[i, s]: how many left thresholds of right[i] lie at or below sample s; the rates
     # only change where j crosses one of these, so those (and j = 0) are all the rules there are.
+    # (Sample s is inside rule (j, right[i]) when s <= right[i] and j < n_left[i, s].)
     n_left = np.searchsorted(offsets, samples[None, :] - start[:, None], side="right")
     cand = np.concatenate([np.zeros((len(right), 1), np.int64), n_left], axis=1)
     valid = cand < len(offsets)
-    inside = (samples[None, None, :] <= right[:, None, None]) & (cand[:, :, None] < n_left[:, None, :])
-    tpr = inside[..., : len(pos)].mean(-1)[valid]
-    fpr = inside[..., len(pos):].mean(-1)[valid]
+    rows = np.arange(len(right))[:, None]
+
+    def share_inside(part: np.ndarray) -> np.ndarray:
+        """Per rule (right[i], left threshold j = cand[i, c]): the share of `part` in [l, r]. In
+        sorted order a row's samples <= right[i] are a prefix and their n_left never decreases,
+        so those with j < n_left are that prefix minus the samples with n_left <= j."""
+        x = np.sort(part)
+        below = np.searchsorted(x, right, side="right")[:, None]  # samples <= right[i]
+        n_left_x = np.searchsorted(offsets, x[None, :] - start[:, None], side="right")
+        stride = len(offsets) + 2  # rows laid end to end: one sorted array, one searchsorted
+        at_most = np.searchsorted((n_left_x + rows * stride).ravel(), cand + rows * stride, side="right")
+        at_most -= rows * len(x)
+        return (np.maximum(below - at_most, 0) / len(x))[valid]
+
+    tpr, fpr = share_inside(pos), share_inside(neg)
     return tpr, 1 - tpr, fpr, 1 - fpr
 
 
