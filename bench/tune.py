@@ -138,8 +138,9 @@ def _seeds(ws: Workspace, ks: list[int], forget_set: str, method: str, config, n
     for k in ks:
         seed = ws.suite.tuning.seeds[k]
         fs, data = _problem(ws, forget_set, k)
+        original = ws.original(seed)[0]  # before seeding: loading it builds a model, which draws from the RNG
         ctx = ws.context(derive_seed(seed, fs.name, method, number), f"tuning {method} #{number} seed {seed}")
-        calls.append((ws.original(seed)[0], data, ctx, rng_states()))
+        calls.append((original, data, ctx, rng_states()))
         problems.append((fs, data, seed))
     out = []
     for (model, cost, status, error), (fs, data, seed) in zip(call_method_many(method_registry().get(method), config,

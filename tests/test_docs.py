@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.suites import load_suite
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -58,8 +60,11 @@ def test_adding_a_method_works_as_written_in_a_fresh_checkout(tmp_path):
     assert "my_method" in outputs[2].stdout
     run = next(o for line, o in zip(sh_block(clone / "docs" / "adding-a-method.md"), outputs) if "run digits" in line)
     assert "local-results" in run.stderr and "commit" in run.stderr
-    mine = list((clone / "local-results" / "results" / "digits").rglob("my_method-*.json"))
-    assert len(mine) == 6  # two forget sets x three seeds
+    digits = load_suite("digits")
+    mine = list((clone / "local-results" / "results" / "digits").glob("*/my_method-*.json"))
+    assert len(mine) == len(digits.forget_sets) * len(digits.seeds)  # every forget set and seed
+    sets = list((clone / "local-results" / "results" / "digits").glob("*/forget-quality/my_method-*.json"))
+    assert len(sets) == len(digits.forget_sets)  # and its forget-quality set of each
     assert sorted(p.relative_to(clone) for p in (clone / "results").rglob("*") if p.is_file()) == published
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
     assert status.split() == ["??", "methods/my_method.py"]  # nothing else changed; local-results/ is ignored
