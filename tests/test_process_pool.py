@@ -84,3 +84,19 @@ def test_a_dying_or_raising_job_ends_the_run_with_its_reason(tmp_path, payload, 
 ])
 def test_the_pool_holds_as_many_jobs_as_the_cpus_and_gpus_allow(cpus, gpus, gpu_count, size):
     assert pool_size(cpus, gpus, gpu_count) == size
+
+
+@pytest.mark.slow
+def test_a_tune_in_a_process_pool_chooses_what_a_tune_in_process_chooses(cli, tiny_suite):
+    """Workers load the tuning seeds' originals from the cache where the driver's process trained
+    them: loading builds a model, which draws from the RNG, so a trial that loaded its original
+    after seeding chose otherwise (tuned.yaml differed)."""
+    from test_tune import TUNE_SUITE
+
+    suite = tiny_suite(TUNE_SUITE.replace("trials: 3", "trials: 4").replace("seeds: [7]", "seeds: [7, 8]"))
+    files = []
+    for results, extra in (("local", ()), ("pool", ("--executor", "processes", "--job-cpus", "1"))):
+        code, _, err = cli("tune", suite, "--quiet", "--results", results, "--cache-dir", f"cache-{results}", *extra)
+        assert code == 0, err
+        files.append((Path(results) / "tiny" / "tuned.yaml").read_text())
+    assert files[0] == files[1]
