@@ -142,6 +142,7 @@ def test_dirtiness_is_read_from_a_real_checkout(tmp_path):
     assert unpublishable(tmp_path.parent / "elsewhere", checkout=tmp_path) is None  # outside the checkout
 
 
+@pytest.mark.slow
 def test_output_piped_into_a_reader_that_stops_ends_quietly(tmp_path):
     """`unlearn-bench list suites | head -1`: no BrokenPipe traceback."""
     import subprocess

@@ -55,6 +55,7 @@ def test_the_trade_off_figures_exist_and_are_linked_above_the_table(board):
     assert all(Path(path).is_file() and Path(path).stat().st_size > 10_000 for _, path in links)
 
 
+@pytest.mark.slow
 def test_csv_and_json_exports_say_what_the_markdown_says(board, cli):
     assert cli("leaderboard", "--format", "csv")[0] == 0 and cli("leaderboard", "--format", "json")[0] == 0
     rows = list(csv.DictReader(Path("leaderboard.csv").open()))

@@ -52,6 +52,7 @@ def test_same_hardware_reproduces_exactly_and_any_difference_fails(cli, tiny_sui
     assert "3 records: 2 exact, 0 within resolution, 0 within the seeds' spread, 1 differs" in out
 
 
+@pytest.mark.slow
 def test_one_method_and_seed_reproduce_exactly_on_the_same_hardware(cli, tiny_suite, tmp_path):
     """The fast stand-in for the slow reproduce tests: one seed and one method (with original and
     retrain, 3 records), rerun in-process, judged and their board compared."""

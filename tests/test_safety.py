@@ -57,6 +57,7 @@ def test_rescore_names_a_damaged_outputs_file_and_rescores_the_rest(cli, tiny_su
     assert f"'{_record().with_suffix('.npz')}' is not a readable outputs file" in err and "2 records rescored" in out
 
 
+@pytest.mark.slow
 def test_the_leaderboard_overwrites_only_files_it_wrote(cli, tiny_suite):
     suite = tiny_suite()
     assert cli("run", suite, *SMALL)[0] == 0
