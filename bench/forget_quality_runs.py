@@ -93,11 +93,6 @@ def specs(runs, seed: int, models: int) -> tuple[ForgetQualitySpec, ...]:
     return tuple(out.values())
 
 
-def recorded(path: Path) -> bool:
-    """A complete set: its record and its arrays (an incomplete one is done again)."""
-    return path.is_file() and path.with_suffix(".npz").is_file()
-
-
 # --- reading the sets of a leaderboard section ------------------------------------------------
 
 

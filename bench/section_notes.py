@@ -80,7 +80,7 @@ def forget_quality_note(records: list[dict], rows: list[dict]) -> list[str]:
     failed and count as doing nothing), or why the section has none."""
     scored = [row for row in rows if "forget_quality" in row]
     if not scored:
-        return ["Forget quality (NeurIPS 2023): not run for this suite (`forget_quality.models` is 0). Its protocol "
+        return ["Forget quality (NeurIPS 2023): not run for this suite (it sets no `forget_quality.models`). Its protocol "
                 "needs N unlearning runs from one original model against N retrains, informative from N ≈ 32; the "
                 "seeds above each start from an original of their own, which it cannot use.", ""]
     retrain = retrain_by_seed(records)

@@ -63,6 +63,11 @@ def test_n_runs_from_the_first_seeds_original_and_doing_nothing_scores_zero(publ
     assert "`explodes` 4 (4 failed)" in board and "null ceiling" in board
     code, out, err = cli("run", suite, "--quiet", "--plugin", tmp_path / "explodes.py")  # resumes: nothing again
     assert code == 0 and "0 forget-quality sets" in out
+    lost = next(folder.glob("finetune-*.npz"))  # a set whose arrays are gone is moved aside and done again
+    lost.unlink()
+    code, out, err = cli("run", suite, "--quiet", "--plugin", tmp_path / "explodes.py")
+    assert code == 0, err
+    assert "1 forget-quality sets" in out and lost.is_file() and "moved aside" in err
 
 
 @pytest.mark.slow
@@ -72,7 +77,7 @@ def test_a_suite_without_the_protocol_says_why_its_board_has_no_forget_quality(c
     assert code == 0, err
     board = Path("leaderboard.md").read_text()
     assert "Forget quality ↑" not in board
-    assert "Forget quality (NeurIPS 2023): not run for this suite (`forget_quality.models` is 0)" in board
+    assert "Forget quality (NeurIPS 2023): not run for this suite (it sets no `forget_quality.models`)" in board
     assert not list(Path("results").rglob("forget-quality"))
 
 
