@@ -23,7 +23,13 @@ def digits(tmp_path_factory):
     return problem(tmp_path_factory.mktemp("flops"))
 
 
-@pytest.mark.parametrize("name", method_registry().names())
+# A whole-call FlopCounterMode is slow (Python per operator): the default run checks two methods
+# (one that trains, one that only takes gradients), `pytest -m slow` every other one.
+FAST = {"finetune", "ssd"}
+METHODS = [m if m in FAST else pytest.param(m, marks=pytest.mark.slow) for m in method_registry().names()]
+
+
+@pytest.mark.parametrize("name", METHODS)
 def test_counted_flops_equal_a_whole_call_flop_counter(digits, name):
     entry = method_registry().get(name)
     config = fast_config(entry)
