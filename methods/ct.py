@@ -13,7 +13,8 @@ Follows xcadet/deepunlearn, munl/unlearning/kgltop5.py: the defaults ORIGINAL_* 
 119-125, 135-142), the unlearn loop (lines 77-116: `rotate_weight` 85-91, criterion/optimizer/
 scheduler 96-100, the epoch loop 101-113, eval 115). Retain batches are shuffled and not augmented:
 its loaders are munl/settings.py `default_loaders` (lines 101-108, "retain": test transform,
-shuffle True), also forced by pipeline/optuna_search_hp.py:178-179. Search spaces are the port's
+shuffle True; the unlearner's own `DefaultKGLTop5Config.loaders`, kgltop5.py:142, built in
+munl/datasets/get_dataset.py:216-245). Search spaces are the port's
 own Optuna ranges: KGLTop5.HYPER_PARAMETERS = munl/settings.py HYPER_PARAMETERS (lines 222-228)
 with the suggestors of lines 156-181 (lr and weight decay log-uniform 1e-5..1e-1, momentum fixed at
 0.9, batch size one of 64/128/256, epochs 1..N from munl/hpsearch/suggestor.py:50-58).

@@ -21,8 +21,10 @@ does here. The code only forgets whole classes (main.py `--forget_class`), hence
 Deviations: (1) `temperature` (default 1, not tuned) divides both logits and scales the KL by
 T^2 (methods._common.kl_distill); the official loss has no temperature, which is T = 1 exactly.
 (2) `freeze_norm` generalises `disable_bn` (BatchNorm2d in eval mode) to every BatchNorm layer,
-so an MLP with BatchNorm1d behaves the same. (3) The teacher's logits are masked in float32 so
-that -1e10 stays finite under half-precision autocast. (4) The official per-epoch evaluation
+so an MLP with BatchNorm1d behaves the same. (3) The teacher's logits are masked in float32 (a -1e10
+that stays finite under fp16 autocast too); under the suite's bf16 CPU policy (bench/policy.py) the
+teacher and student passes run in bf16 like every method's training, where the official code runs
+fp32. (4) The official per-epoch evaluation
 and plotting are the harness's job and are left out.
 """
 

@@ -17,14 +17,16 @@ dims averaged over dim 1 (input units/channels) and broadcast back; under class 
 `num_to_forget is None`, the forgotten class's classifier rows get mean 0 and variance 1e-4; then
 classifier tensors, else 1-D tensors (biases, norm weights: the notebook says "BatchNorm", its
 test is `ndim == 1`), get 10x the variance) and the noise cell (1688-1693: w = mu + sqrt(var) *
-N(0, 1), alpha = 1e-6, drawn parameter by parameter). The alpha search space is the notebook's
-own sweep, alpha in [1e-8, 1e-5] (lines 2512, 3361).
+N(0, 1), alpha = 1e-6, drawn parameter by parameter). The alpha search space, [1e-8, 1e-5],
+spans the notebook's alpha sweeps (lines 2512, 3361; they sweep its NTK+Fisher model, whose
+Fisher noise is this one; the plain Fisher cell uses 1e-6).
 
-Ports: the SSD authors' code (read as if-loops/selective-synaptic-dampening, commit cdfdc0e;
-jwf40's copy was not available here: src/forget_random_strategies.py:229-308 and
-src/forget_full_class_strategies.py:483-570) copies the notebook; its random-forgetting copy drops
-the classifier's 10x variance (the notebook keeps it for both protocols, and so does this file),
-its class copy matches the notebook.
+Ports: the SSD authors' code (if-loops/selective-synaptic-dampening, commit cdfdc0e,
+src/forget_random_strategies.py:229-308 and src/forget_full_class_strategies.py:483-570; the same
+copy is in jwf40/Information-Theoretic-Unlearning, src/forget_random_strategies.py:263-332) copies
+the notebook; its random-forgetting copy drops the 10x variance of the classifier's weight (its
+bias keeps it through the 1-D branch; the notebook keeps both for both protocols, and so does this
+file), its class copy matches the notebook.
 xcadet/deepunlearn (munl/unlearning/fisher.py:136-201 `hessian`/`get_mean_var`/`fisher_new`, from
 OPTML-Group/Unlearn-Sparse) batches the Fisher as squared gradients of batch-mean losses weighted
 by the batch-mean probability (25-37x the per-image Fisher on the digits MLP at every batch size

@@ -39,9 +39,10 @@ side of the VGG lr. Protocols: the paper and code run full-class, sub-class and 
 forgetting, so both "random" and "class".
 
 Deliberate deviations: (1) noise is drawn from the run's generator (`ctx.generator`, on the
-CPU as `AddGaussianNoise` does, then moved to the device), so a seed fixes the result; (2) the
-forward passes run under the harness's autocast (`ctx.policy.autocast()`: bf16 on CUDA and for
-the CNNs, as every training loop here) and the norms are taken in fp32; (3) the official
+CPU as `AddGaussianNoise` does, then moved to the device), so a seed fixes the result; (2) none: the
+forward passes run in fp32 as in the official code, not under the suite's bf16 policy, because
+at sigma 0.01 the output change ||f(x) - f(x')|| is about bf16's rounding of the logits (on a
+cnn-small, bf16 moved that norm by 17-20% and its direction to a cosine of 0.85 with fp32's); (3) the official
 `.abs()` of the (non-negative) ratio sum and its `print`s are dropped; (4) inputs are flattened
 with `flatten` rather than `view`, since batches may be channels_last.
 """
@@ -74,7 +75,7 @@ def lipschitz_loss(model, x, out, cfg: JiTConfig, ctx: RunContext) -> torch.Tens
     flat = x.flatten(1)
     for _ in range(cfg.n_samples):
         x2 = perturb(x, cfg.sigma, ctx.generator)
-        with torch.no_grad(), ctx.policy.autocast():
+        with torch.no_grad():
             out2 = model(x2)
         in_norm = torch.linalg.vector_norm(flat - x2.flatten(1), dim=1)
         out_norm = torch.linalg.vector_norm(out.float() - out2.float(), dim=1)
@@ -91,8 +92,7 @@ def jit(model, data: UnlearnData, cfg: JiTConfig, ctx: RunContext):
     total = steps(data.forget, cfg.batch_size)
     batches = ctx.batches(data.forget, cfg.batch_size, shuffle=False, augment=False)
     for i, (x, _) in enumerate(batches):
-        with ctx.policy.autocast():
-            out = model(x)
+        out = model(x)  # fp32, not the policy's autocast: see deviation (2)
         lipschitz_loss(model, x, out, cfg, ctx).backward()
         optimizer.step()
         ctx.progress(i + 1, total)

@@ -17,7 +17,8 @@ Follows xcadet/deepunlearn, munl/unlearning/kgltop2.py: the gradient mask `Maske
 `unlearn` (223-269). The port's model arrives in train mode (built and loaded, never .eval()'d:
 pipeline/step_5_unlearn.py, munl/models/__init__.py get_loaded_model), so the scoring passes
 run in train mode, as here. Loaders are shuffled and not augmented (munl/settings.py
-`default_loaders`, lines 101-108, forced by pipeline/optuna_search_hp.py:178-179). As in the port,
+`default_loaders`, lines 101-108: the unlearner's own `DefaultKGLTop2Config.loaders`, kgltop2.py:290,
+built in munl/datasets/get_dataset.py:216-245). As in the port,
 each re-initialised layer is a freshly built one whose bias is never copied: its bias is re-drawn
 with PyTorch's default (U(+-1/sqrt(fan_in))); ResNet-18's convs have none, cnn-small's do.
 Search spaces are the port's own Optuna ranges: KGLTop2.HYPER_PARAMETERS (kgltop2.py:203-206) =

@@ -12,10 +12,17 @@ Follows vikram2000b/Fast-Machine-Unlearning, "Machine Unlearning.ipynb" (lines o
 391-398 (`Noise`: a Parameter `torch.randn(*dim)`); 446-453 (the retain subset: the first
 `num_samples_per_class = 1000` images of every retained class); 506-509 (the model is loaded and
 left in train mode); 540-563 (per forgotten class: `Noise(batch_size=256, ...)`, Adam lr 0.1,
-5 epochs x 8 steps of the loss above with lambda 0.1); 597-641 (impair: 20 copies of each class's
-noise batch, detached, plus the retain subset, DataLoader batch 256, shuffled, Adam lr 0.02,
+5 epochs x 8 steps of the loss above with lambda 0.1); 597-641 (impair: 20 copies of the first images
+of each class's noise batch, detached, plus the retain subset, DataLoader batch 256, shuffled, Adam lr 0.02,
 1 epoch of CE); 714-741 (repair: the retain subset, batch 256, shuffled, Adam lr 0.01, 1 epoch
-of CE). The defaults are those values; no weight decay anywhere, as there.
+of CE). The defaults are those values; no weight decay anywhere, as there. Which noise images
+enter the impair set is the notebook's too: its copy loop (lines 604-608) runs
+`for i in range(batch[0].size(0))`, the first dimension of ONE noise image (its channel count, 3
+on CIFAR), not the batch size, so each copy adds 3 of the 256 optimised images (60 per class, about
+1.5% of its impair set); the notebook's printed impair loss and accuracy (line 590, divided by
+50,000) fit that count and not the full batches. The same loop is in the SSD authors' port
+(if-loops/selective-synaptic-dampening, src/unlearn.py:168). Here too: the first C images of each
+class's noise, C the images' channel count (1 on digits, 3 on CIFAR).
 
 Deliberate deviations:
 - The noise of each class is labelled with that class. The notebook labels every noise image
@@ -32,6 +39,8 @@ Deliberate deviations:
   backward FLOPs. The model is in train mode there, as in the notebook (BatchNorm uses and updates
   its statistics on the noise; impair and repair update them again).
 - The 20 copies are indexed, not materialised; batches are the same shuffled mix.
+- Noise optimisation, impair and repair run under the suite's device policy (bf16 autocast for
+  CNNs on CPU, bench/policy.py), like every method's training; the notebook runs in fp32.
 - Augmentation of retain images follows the suite's recipe, as in the other methods here (the
   notebook's transforms have none, as did its training). Noise is never augmented.
 
@@ -98,10 +107,12 @@ def error_maximising_noise(model, label: int, shape, cfg: UnsirConfig, ctx: RunC
 
 
 def impair_batches(noises: dict[int, torch.Tensor], retain: Split, cfg: UnsirConfig, ctx: RunContext):
-    """One shuffled epoch over `noise_copies` copies of every class's noise plus the retain subset,
+    """One shuffled epoch over `noise_copies` copies of every class's first C noise images (C: the
+    images' channels, as the notebook's loop bound) plus the retain subset,
     as (x, y) batches of `cfg.batch_size` (noise rows first within a batch; order is irrelevant to CE)."""
-    noise = torch.cat(list(noises.values()))
-    noise_y = torch.cat([torch.full((len(n),), c, dtype=torch.long) for c, n in noises.items()]).to(ctx.device)
+    used = {c: n[: n.shape[1]] for c, n in noises.items()}  # the notebook's `range(batch[0].size(0))`: C images
+    noise = torch.cat(list(used.values()))
+    noise_y = torch.cat([torch.full((len(n),), c, dtype=torch.long) for c, n in used.items()]).to(ctx.device)
     copies = len(noise) * cfg.noise_copies
     order = torch.randperm(copies + len(retain), generator=ctx.generator)
     for start in range(0, len(order), cfg.batch_size):

@@ -59,15 +59,19 @@ def test_the_noise_maximises_the_forget_class_loss_and_leaves_the_model_alone():
     assert all(p.requires_grad for p in model.parameters())  # unfrozen again
 
 
-def test_impair_batches_mix_every_noise_copy_with_each_retain_image_once():
-    noises = {0: torch.full((3, 1, 2, 2), -5.0), 2: torch.full((2, 1, 2, 2), -7.0)}
+def test_impair_batches_mix_copies_of_the_first_channel_count_noise_images_with_each_retain_image_once():
+    # 1-channel images: the notebook's loop bound `batch[0].size(0)` is 1, so each copy holds only
+    # the first noise image of each class (-5 and -7), never the later ones (-6, -8)
+    noises = {0: torch.tensor([-5.0, -6.0, -6.0]).view(3, 1, 1, 1).expand(3, 1, 2, 2),
+              2: torch.tensor([-7.0, -8.0]).view(2, 1, 1, 1).expand(2, 1, 2, 2)}
     retain = split([1, 3, 1, 4])
     cfg = UnsirConfig(noise_copies=2, batch_size=4)
     batches = list(impair_batches(noises, retain, cfg, context(0)))
-    assert [len(y) for _, y in batches] == [4, 4, 4, 2]  # (3 + 2) * 2 noise + 4 retain = 14 rows
+    assert [len(y) for _, y in batches] == [4, 4]  # (1 + 1) * 2 noise + 4 retain = 8 rows
     x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     is_noise = (x < -1).flatten(1).all(1)
-    assert torch.equal(y[is_noise & (x[:, 0, 0, 0] == -5.0)], torch.zeros(6, dtype=torch.long))  # labelled 0
-    assert torch.equal(y[is_noise & (x[:, 0, 0, 0] == -7.0)], torch.full((4,), 2))  # labelled 2, not 0
+    assert sorted(x[is_noise, 0, 0, 0].tolist()) == [-7.0, -7.0, -5.0, -5.0]
+    assert torch.equal(y[is_noise & (x[:, 0, 0, 0] == -5.0)], torch.zeros(2, dtype=torch.long))  # labelled 0
+    assert torch.equal(y[is_noise & (x[:, 0, 0, 0] == -7.0)], torch.full((2,), 2))  # labelled 2, not 0
     pixels = sorted((x[~is_noise, 0, 0, 0] * 255).round().long().tolist())
     assert pixels == [0, 1, 2, 3] and sorted(y[~is_noise].tolist()) == [1, 1, 3, 4]
