@@ -151,6 +151,38 @@ def test_epsilon_rules_by_hand():
     assert epsilons(np.array([[1.0], [2.0], [3.0]]), np.array([[1.0], [2.0], [3.0]]))[0] == 0.0
 
 
+def _full_grid_rates(pos, neg):
+    """The official single-threshold rates: every point of the 100-per-unit grid."""
+    lo, hi = min(pos.min(), neg.min()), max(pos.max(), neg.max())
+    t = np.linspace(lo, hi, int(np.ceil((hi - lo) * 100)))
+    tpr, fpr = (pos[:, None] >= t).mean(0), (neg[:, None] >= t).mean(0)
+    return {tuple(r) for r in np.stack([tpr, 1 - tpr, fpr, 1 - fpr], 1)}
+
+
+@pytest.mark.parametrize("spread", [0.3, 4.0, 60.0])
+def test_single_threshold_rates_are_the_whole_grids_set_of_rates(spread):
+    from bench.attacks.forget_quality import _single_threshold_rates
+
+    rng = np.random.default_rng(int(spread * 10))
+    for _ in range(20):
+        pos, neg = rng.normal(0.5 * spread, spread, 16), rng.normal(0, spread, 16)
+        lo = min(pos.min(), neg.min())
+        pos[:3] = lo + np.array([1, 2, 3]) * 0.01  # values on or next to grid points, and ties
+        neg[:2] = pos[:2]
+        assert {tuple(r) for r in np.stack(_single_threshold_rates(pos, neg), 1)} == _full_grid_rates(pos, neg)
+
+
+def test_forget_quality_of_a_collapsed_models_extreme_statistics_fits_in_memory():
+    """A collapsed model's LiRA statistics reached 1e7 and more: the official 100-per-unit grid
+    (over 1e9 points here) exhausted memory when the board was drawn; separated samples must
+    still give the cap and overlapping ones a finite epsilon."""
+    rng = np.random.default_rng(0)
+    unlearned, retrained = rng.normal(-1.2e7, 2e6, (32, 3)), rng.normal(1e7, 2e6, (32, 3))
+    assert list(epsilons(unlearned, retrained)) == [50.0] * 3
+    both = rng.normal(0, 3e7, (2, 32, 2))
+    assert all(0 <= e <= 50 for e in epsilons(both[0], both[1]))
+
+
 def _outputs(rng, shift):
     split = lambda n, s: {"loss": rng.exponential(1.0, n).astype(np.float32) / (1 + s),  # noqa: E731
                           "conf": rng.normal(s, 1, n).astype(np.float32)}

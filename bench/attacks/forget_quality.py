@@ -16,7 +16,10 @@ log((1 - delta - FNR) / FPR)), clipped at 0. The example's epsilon is the larges
 points; an epsilon past the last bucket is worth 0; F = mean points. The score is
 F * (RA_unlearned / RA_retrain) * (TA_unlearned / TA_retrain), as in the challenge.
 
-Deliberate deviations: the double-threshold rates are computed only at the thresholds where
+Deliberate deviations: the single-threshold rates are evaluated only at the grid points where
+they can change (the same set of rates as the whole grid, in memory bounded by the samples: the
+official grid of 100 points per unit exhausts memory on a collapsed model's extreme statistics);
+the double-threshold rates are computed only at the thresholds where
 they can change (each sample's crossing of the left-threshold grid), by counting per right
 threshold, which gives the same set of (FPR, FNR) pairs as evaluating all R x 400 grid points,
 without the CUDA tensors; an
@@ -36,9 +39,25 @@ BUFFER = 2.0
 BUCKET = 0.5
 
 
+def _grid_where_rates_change(lo: float, hi: float, num: int, values: np.ndarray) -> np.ndarray:
+    """The points of `np.linspace(lo, hi, num)` (bit for bit) that give every distinct rate of
+    "value >= t" over `values`: the grid's first point and, for each value, the first grid point
+    above it (with its neighbours, against rounding). Between two consecutive values the rates
+    are constant, so these give the same set of rates as the whole grid, whose size grows with
+    the statistic's spread (a model with logits of 1e7 would need a grid of 1e9 points)."""
+    if num <= 3 * len(values) + 1:
+        return np.linspace(lo, hi, num)
+    step = (hi - lo) / (num - 1)
+    after = np.floor((values - lo) / step).astype(np.int64) + 1
+    k = np.unique(np.clip(np.concatenate([[0], after - 1, after, after + 1]), 0, num - 1))
+    t = k.astype(np.float64) * step + lo  # linspace's own arithmetic: arange * step + start
+    t[k == num - 1] = hi  # ... and its last point is `stop` itself
+    return t
+
+
 def _single_threshold_rates(pos: np.ndarray, neg: np.ndarray):
     lo, hi = min(pos.min(), neg.min()), max(pos.max(), neg.max())
-    t = np.linspace(lo, hi, int(math.ceil((hi - lo) * PER_UNIT)))
+    t = _grid_where_rates_change(lo, hi, int(math.ceil((hi - lo) * PER_UNIT)), np.concatenate([pos, neg]))
     tpr = (pos[:, None] >= t).mean(0)
     fpr = (neg[:, None] >= t).mean(0)
     return tpr, 1 - tpr, fpr, 1 - fpr
