@@ -68,12 +68,12 @@ def runs_cell(row: dict) -> str:
 
 
 def rank_cell(row: dict) -> str:
-    """The place, its 95% bootstrap interval, ⊘ when not clearly better than `original`, ≈ within
-    the noise floor."""
+    """The place, its 95% bootstrap interval (none with one seed: P(best) is then None too), ⊘ when
+    not clearly better than `original`, ≈ within the noise floor."""
     if "place" not in row:
         return "—"
     low, high = row["place_low"], row["place_high"]
-    text = f"{row['place']} [{low}–{high}]"
+    text = f"{row['place']}" if row.get("p_best") is None else f"{row['place']} [{low}–{high}]"
     marks = ("⊘" if row.get("beats_original") is False else "") + ("≈" if row.get("within_noise_floor") else "")
     return f"{text} {marks}".rstrip()
 

@@ -115,6 +115,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
         section, dot, name = key.partition(".")
         if not sep or not dot or not section or not name:
             raise UserError(f"--set '{pair}': expected SECTION.KEY=VALUE, e.g. finetune.lr=0.01.")
+        if not raw.strip():  # YAML reads nothing as null: say so rather than "got None" later
+            raise UserError(f"--set '{pair}': no value after '='; give one, e.g. {key}=0.01 (or {key}=null).")
+        if name in out.get(section, {}):  # argparse keeps both; the first would be silently lost
+            raise UserError(f"--set {key} is given twice; keep one of them.")
         try:
             out.setdefault(section, {})[name] = yaml.load(raw, UniqueKeyLoader)
         except yaml.YAMLError as e:

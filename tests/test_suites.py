@@ -60,6 +60,11 @@ def test_overrides_are_type_checked(tiny_suite):
         load_suite(str(path), parse_overrides(["scrubb.lr=0.1"]))
     with pytest.raises(UserError, match="expected SECTION.KEY=VALUE"):
         parse_overrides(["lr=0.1"])
+    with pytest.raises(UserError, match="no value after '='"):
+        parse_overrides(["finetune.lr="])
+    with pytest.raises(UserError, match="finetune.lr is given twice"):
+        parse_overrides(["finetune.lr=0.1", "recipe.epochs=2", "finetune.lr=0.2"])
+    assert parse_overrides(["finetune.lr=0.1", "scrub.lr=0.2"]) == {"finetune": {"lr": 0.1}, "scrub": {"lr": 0.2}}
 
 
 def test_exponent_without_dot_reads_as_number(tiny_suite):
