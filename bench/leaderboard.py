@@ -154,7 +154,7 @@ def ranking_table(rows: list[dict]) -> tuple[list[str], list[list]]:
             continue
         ci = row.get("avg_gap_ci")
         gap = _num(row.get("avg_gap"), 2) + ("" if ci is None else f" ± {ci:.2f}")
-        versus = "—" if "vs_original_low" not in row else (
+        versus = "—" if "vs_original_low" not in row or row.get("p_best") is None else (  # one seed: no interval
             f"[{row['vs_original_low']:+.2f}, {row['vs_original_high']:+.2f}]" + ("" if row["beats_original"] else " ⊘"))
         body.append([row["method"], gap, str(row.get("penalised", 0)), rank_cell(row), _num(row.get("p_best"), 2),
                      versus])

@@ -7,6 +7,7 @@ first thing written) and resolves the plan (`bench.plan`).
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,33 @@ def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bo
     if "original" in request.methods:
         print("unlearn-bench: --methods original: original and retrain always run; no need to name them.",
               file=sys.stderr)
-    for line in plan.notices:
+    notices = plan.notices if request.tuning else (*plan.notices, *other_policy(plan, Path(request.results_dir)))
+    for line in notices:
         print(f"unlearn-bench: {line}", file=sys.stderr)
     return Session(ws, plan)
+
+
+def other_policy(plan: Plan, results_dir: Path) -> list[str]:
+    """One line when runs to do have records beside them that differ only in the device policy
+    (threads, bf16, ...): a record's identity holds it (CPU kernels split their sums by thread), so
+    those records are not reused, which a user who ran with another `--job-cpus` would not expect."""
+    keep = ("suite_hash", "method_config", "code", "forget_set")
+    found: dict[str, int] = {}
+    for r in plan.runs:
+        path = r.path(results_dir)
+        if path.exists():
+            continue
+        for other in sorted(path.parent.glob(f"{r.method}-*-seed{r.seed}.json")):
+            try:
+                record = json.loads(other.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue  # an unreadable record is reported where it is read for the board
+            theirs, ours = record.get("device_policy"), r.identity["device_policy"]
+            if isinstance(theirs, dict) and theirs != ours and all(record.get(k) == r.identity[k] for k in keep):
+                diff = ", ".join(f"{k} {theirs.get(k)!r} there, {ours.get(k)!r} here"
+                                 for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k))
+                found[diff] = found.get(diff, 0) + 1
+                break
+    return [f"{n} run(s) to do have records in '{results_dir}' that differ only in the device policy ({diff}); "
+            f"they are not reused. To reuse them, run as they ran (threads: --job-cpus, or the suite's resources.cpus)."
+            for diff, n in found.items()]

@@ -116,13 +116,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
         if not sep or not dot or not section or not name:
             raise UserError(f"--set '{pair}': expected SECTION.KEY=VALUE, e.g. finetune.lr=0.01.")
         if not raw.strip():  # YAML reads nothing as null: say so rather than "got None" later
-            raise UserError(f"--set '{pair}': no value after '='; give one, e.g. {key}=0.01 (or {key}=null).")
+            raise UserError(f"--set '{pair}': no value after '='; give one, e.g. --set finetune.lr=0.01.")
         if name in out.get(section, {}):  # argparse keeps both; the first would be silently lost
             raise UserError(f"--set {key} is given twice; keep one of them.")
         try:
             out.setdefault(section, {})[name] = yaml.load(raw, UniqueKeyLoader)
-        except yaml.YAMLError as e:
-            raise UserError(f"--set '{pair}': the value is not valid YAML ({str(e).splitlines()[0]}).") from None
+        except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer longer than Python converts
+            raise UserError(f"--set '{pair[:80]}': the value is not valid YAML ({str(e).splitlines()[0]}).") from None
     return out
 
 

@@ -256,6 +256,7 @@ def test_places_compare_the_seeds_original_has_and_leave_out_a_row_lacking_one()
     one = render([r for r in golden_records() if r["seed"] == 0], "results")
     assert "Places compare seed 0 only: one seed gives no interval." in one
     assert "[1–1]" not in one and "[1–" in render(golden_records(), "results")  # no interval printed for one seed
+    assert "[+" not in one and "[-" not in one  # nor a t-interval against `original`
     alone = render([r for r in golden_records() if r["method"] != "original"], "results")
     assert "No `original` ran here: nothing is marked ⊘" in alone
     assert "Seed 3 has no `ok` retrain" in render([r for r in golden_records() if not (

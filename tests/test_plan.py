@@ -198,3 +198,34 @@ def test_tune_repairs_an_entry_run_refuses(cli, tiny_suite):
     code, _, err = cli("run", suite, "--quiet", "--tuned", "--results", "results", "--seeds", "0",
                        "--no-leaderboard")
     assert code == 0, err
+
+
+def test_records_made_under_another_device_policy_are_named_not_silently_rerun(tiny_suite, tmp_path, capsys):
+    """A record keyed by another thread count (a publish with --job-cpus 1, a run with 2) is not
+    reused; `run` says so in one line instead of quietly planning every run again."""
+    import json
+
+    from bench.session import open_session
+    from bench.worker import RunRequest
+
+    request = RunRequest(str(tiny_suite()), results_dir=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"))
+    plan = open_session(request, quiet=True, tuned="off").plan
+    capsys.readouterr()
+    for r in plan.runs[:3]:  # three runs recorded elsewhere with 2 threads, one with another config too
+        policy = dict(r.identity["device_policy"], threads=r.identity["device_policy"]["threads"] + 1)
+        other = r.path(request.results_dir).with_name(f"{r.method}-00000000-seed{r.seed}.json")
+        other.parent.mkdir(parents=True, exist_ok=True)
+        other.write_text(json.dumps(dict(r.identity, device_policy=policy)))
+    stray = plan.runs[3]
+    stray_path = stray.path(request.results_dir).with_name(f"{stray.method}-11111111-seed{stray.seed}.json")
+    stray_path.write_text(json.dumps(dict(stray.identity, method_config={"lr": 9.0},
+                                          device_policy=dict(stray.identity["device_policy"], threads=7))))
+    open_session(request, quiet=True, tuned="off")
+    err = capsys.readouterr().err.strip().splitlines()
+    threads = plan.runs[0].identity["device_policy"]["threads"]
+    assert err == [f"unlearn-bench: 3 run(s) to do have records in '{request.results_dir}' that differ only in the "
+                   f"device policy (threads {threads + 1} there, {threads} here); they are not reused. To reuse them, "
+                   "run as they ran (threads: --job-cpus, or the suite's resources.cpus)."]
+    open_session(RunRequest(request.suite, results_dir=request.results_dir, cache_dir=request.cache_dir, tuning=True),
+                 quiet=True, tuned="off")
+    assert capsys.readouterr().err == ""  # tuning writes no records: nothing to say

@@ -64,6 +64,8 @@ def test_overrides_are_type_checked(tiny_suite):
         parse_overrides(["finetune.lr="])
     with pytest.raises(UserError, match="finetune.lr is given twice"):
         parse_overrides(["finetune.lr=0.1", "recipe.epochs=2", "finetune.lr=0.2"])
+    with pytest.raises(UserError, match="not valid YAML.*Exceeds the limit"):
+        parse_overrides(["finetune.epochs=" + "9" * 5000])
     assert parse_overrides(["finetune.lr=0.1", "scrub.lr=0.2"]) == {"finetune": {"lr": 0.1}, "scrub": {"lr": 0.2}}
 
 
