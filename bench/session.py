@@ -71,6 +71,8 @@ def other_policy(plan: Plan, results_dir: Path) -> list[str]:
                 record = json.loads(other.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 continue  # an unreadable record is reported where it is read for the board
+            if not isinstance(record, dict):
+                continue
             theirs, ours = record.get("device_policy"), r.identity["device_policy"]
             if isinstance(theirs, dict) and theirs != ours and all(record.get(k) == r.identity[k] for k in keep):
                 diff = ", ".join(f"{k} {theirs.get(k)!r} there, {ours.get(k)!r} here"

@@ -220,6 +220,7 @@ def test_records_made_under_another_device_policy_are_named_not_silently_rerun(t
     stray_path = stray.path(request.results_dir).with_name(f"{stray.method}-11111111-seed{stray.seed}.json")
     stray_path.write_text(json.dumps(dict(stray.identity, method_config={"lr": 9.0},
                                           device_policy=dict(stray.identity["device_policy"], threads=7))))
+    stray.path(request.results_dir).with_name(f"{stray.method}-22222222-seed{stray.seed}.json").write_text("[1, 2]")
     open_session(request, quiet=True, tuned="off")
     err = capsys.readouterr().err.strip().splitlines()
     threads = plan.runs[0].identity["device_policy"]["threads"]
