@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.environment import slow_bf16
 from bench.errors import UserError
 from bench.plan import Choices, Plan, make_plan
 from bench.progress import Progress
@@ -51,6 +52,7 @@ def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bo
         print("unlearn-bench: --methods original: original and retrain always run; no need to name them.",
               file=sys.stderr)
     notices = plan.notices if request.tuning else (*plan.notices, *other_policy(plan, Path(request.results_dir)))
+    notices = (*notices, *filter(None, [slow_bf16(ws.policy)]))
     for line in notices:
         print(f"unlearn-bench: {line}", file=sys.stderr)
     return Session(ws, plan)

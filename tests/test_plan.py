@@ -230,3 +230,22 @@ def test_records_made_under_another_device_policy_are_named_not_silently_rerun(t
     open_session(RunRequest(request.suite, results_dir=request.results_dir, cache_dir=request.cache_dir, tuning=True),
                  quiet=True, tuned="off")
     assert capsys.readouterr().err == ""  # tuning writes no records: nothing to say
+
+
+@pytest.mark.parametrize("device, bf16, kernels, warned", [
+    ("cpu", True, False, True),    # cifar10-cpu's policy on an AVX2-only CPU: emulated bf16
+    ("cpu", True, True, False),    # the same on a CPU with oneDNN bf16 kernels
+    ("cpu", False, False, False),  # digits' fp32 MLP: nothing emulated
+    ("cuda", True, False, False),  # a GPU computes bf16 itself
+])
+def test_slow_bf16_names_an_emulated_bf16_policy(monkeypatch, device, bf16, kernels, warned):
+    import torch
+
+    from bench.environment import slow_bf16
+    from bench.policy import DevicePolicy
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: kernels)
+    line = slow_bf16(DevicePolicy(device, 1, bf16=bf16, channels_last=bf16, compile=False))
+    assert (line is not None) == warned
+    if warned:
+        assert "no bf16 kernels" in line and "\n" not in line
