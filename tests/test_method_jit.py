@@ -110,3 +110,25 @@ def test_forget_samples_local_lipschitz_ratio_falls_and_a_seed_fixes_the_result(
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), other.parameters()))
 
+
+
+@pytest.mark.slow  # trains the digits original once (~6 s with the interpreter's start)
+def test_the_step_size_probe_runs_jit_and_reports_each_batch(tmp_path):
+    """benchmarks/jit_step_size.py, which docs/methods.md cites for JiT's lr space: one line of
+    weight norms per lr with one norm per forget batch (digits' first tuning forget set: 135
+    images, 2 batches of 128), tuning's metrics after it, and nothing written but its cache."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks" / "jit_step_size.py"
+    out = subprocess.run([sys.executable, str(script), "--suite", "digits", "--lrs", "1e-4", "3e-3",
+                          "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("digits, tuning seed 1000: 135 forget images")
+    norms = [line.split(":")[-1].split() for line in lines if "largest weight norm per batch" in line]
+    assert [len(n) for n in norms] == [2, 2]
+    assert "'collapse': None" in lines[3] and "collapsed" in lines[5]  # 1e-4 keeps the MLP, 3e-3 wipes it out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
