@@ -52,8 +52,7 @@ def open_session(request: RunRequest, seeds=None, tuned: str = "auto", quiet: bo
         print("unlearn-bench: --methods original: original and retrain always run; no need to name them.",
               file=sys.stderr)
     notices = plan.notices if request.tuning else (*plan.notices, *other_policy(plan, Path(request.results_dir)))
-    if request.tuning or not all(r.path(Path(request.results_dir)).exists() for r in plan.runs):
-        notices = (*notices, *filter(None, [slow_bf16(ws.policy)]))  # only where something will compute
+    notices = (*notices, *filter(None, [slow_bf16(ws.policy)]))
     for line in notices:
         print(f"unlearn-bench: {line}", file=sys.stderr)
     return Session(ws, plan)

@@ -9,30 +9,45 @@ loop from that original, printing the largest weight norm after each forget batc
 validation metrics at the end (forget/retain/val accuracy and simple MIA in points, or why the
 net collapsed). `--zero-grad` zeroes the gradients before every step instead of once (the
 official loop accumulates them). `--fp32` trains and runs the original in fp32 with the plain
-layout instead of the suite's policy: on a CPU that emulates bf16 (AVX2 only, 9x slower per
-cnn-small step than fp32, measured here) the policy's original takes ~16 minutes to train.
+layout instead of the suite's policy: on a CPU that emulates bf16 (AVX2 only: 10x slower than
+fp32, docs/speed.md) the policy's cifar10-cpu original takes about 14 minutes to train. Bad input
+(an unknown suite, missing data, an lr or sigma that is not a positive number) ends in one line.
 Only tuning data is touched (the test split raises); nothing is written outside the cache.
 This is what docs/methods.md and `methods/jit.py` cite for JiT's lr search space.
 """
 
 import argparse
 import dataclasses
+import math
+import sys
 import tempfile
 from pathlib import Path
 
 import bench.policy
 from bench import tune
+from bench.errors import UserError
 from bench.progress import Progress
 from bench.suites import load_suite
 from bench.workspace import Folders, Workspace
 from methods import jit
 
 
+def positive(text: str) -> float:
+    """argparse type: a finite number above 0 (JiTConfig's lr and sigma)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--suite", default="cifar10-cpu")
-    p.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 3e-5, 1e-5, 1e-6])
-    p.add_argument("--sigma", type=float, default=0.01)
+    p.add_argument("--lrs", type=positive, nargs="+", default=[3e-4, 3e-5, 1e-5, 1e-6])
+    p.add_argument("--sigma", type=positive, default=0.01)
     p.add_argument("--zero-grad", action="store_true")
     p.add_argument("--fp32", action="store_true")
     p.add_argument("--data-root", type=Path)
@@ -66,4 +81,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # the harness's one-line errors (unknown suite, missing data)
+        sys.exit(f"jit_step_size: {e}")

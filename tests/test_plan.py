@@ -249,3 +249,23 @@ def test_slow_bf16_names_an_emulated_bf16_policy(monkeypatch, device, bf16, kern
     assert (line is not None) == warned
     if warned:
         assert "no bf16 kernels" in line and "\n" not in line
+
+
+@pytest.mark.parametrize("model, kernels, warned", [("cnn-small", False, True), ("cnn-small", True, False),
+                                                    ("mlp", False, False)])
+def test_run_and_tune_name_emulated_bf16_once(tiny_suite, tmp_path, capsys, monkeypatch, model, kernels, warned):
+    """The session of `run` and of `tune` says it in one line (a bf16 net on a CPU without bf16
+    kernels), whatever is left to do: rescoring and reproducing train models too."""
+    import torch
+
+    from bench.session import open_session
+    from bench.worker import RunRequest
+    from tests.conftest import TINY_SUITE
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: kernels)
+    suite = str(tiny_suite(TINY_SUITE.replace("model: mlp", f"model: {model}")))
+    for tuning in (False, True):
+        open_session(RunRequest(suite, results_dir=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"), tuning=tuning),
+                     quiet=True, tuned="off")
+        lines = [line for line in capsys.readouterr().err.splitlines() if "bf16" in line]
+        assert len(lines) == warned and all("has no bf16 kernels" in line for line in lines)
