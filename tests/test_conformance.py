@@ -147,7 +147,7 @@ def _published_tuned(name: str) -> dict:
 # Found by this test: SSD's published class-0 config (alpha 2.61, dampening 0.585) wipes out
 # class 4 on seed 0 (retain accuracy 2.2%; the seed-0 record's retain accuracy is 76.4% against
 # retrain's 95.7%). Tuning does not yet reject configs that wipe out a retained class.
-# Likewise JiT's (lr 2.85e-3, sigma 0.058, republished from 7c6f80c): class 9 is wiped out on
+# Likewise JiT's (lr 2.85e-3, sigma 0.058, republished from 7a98cb8): class 9 is wiped out on
 # behaviour seed 0 (retain accuracy 16.0%; its published class-0 records keep 75.1-93.5% retain
 # accuracy over all classes).
 KNOWN_BROKEN = {m: "class_forgetting_behaviour: a retained class is wiped out by the published class-0 config"
