@@ -260,7 +260,7 @@ def test_run_and_tune_name_emulated_bf16_once(tiny_suite, tmp_path, capsys, monk
 
     from bench.session import open_session
     from bench.worker import RunRequest
-    from tests.conftest import TINY_SUITE
+    from conftest import TINY_SUITE
 
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: kernels)
     suite = str(tiny_suite(TINY_SUITE.replace("model: mlp", f"model: {model}")))
