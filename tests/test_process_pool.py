@@ -56,6 +56,10 @@ class Setup:
             os._exit(1)
         if job.payload == "raise":
             raise ValueError("from the job")
+        if isinstance(job.payload, tuple):  # (seconds, file): say who sleeps first
+            Path(job.payload[1]).write_text(str(os.getpid()))
+            time.sleep(job.payload[0])
+            return os.getpid()
         time.sleep(job.payload)
         return os.getpid()
 
@@ -100,3 +104,25 @@ def test_a_tune_in_a_process_pool_chooses_what_a_tune_in_process_chooses(cli, ti
         assert code == 0, err
         files.append((Path(results) / "tiny" / "tuned.yaml").read_text())
     assert files[0] == files[1]
+
+
+@pytest.mark.slow
+def test_a_run_abandoned_midway_ends_its_workers_instead_of_waiting_for_them(tmp_path):
+    """Ctrl-C (or any caller that stops reading) used to wait for every running and queued job:
+    an interrupted `run --executor processes` went on training. Now the workers end at once."""
+    import time
+
+    jobs = [Job("a", "k", "a", 0.0), *(Job(k, "k", k, (120.0, str(tmp_path / k))) for k in "bcd")]
+    runs = ProcessExecutor(Setup(), tmp_path, workers=2).run(jobs)
+    first, _ = next(runs)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "b").exists() and time.monotonic() < deadline:  # b is running
+        time.sleep(0.1)
+    pids = {int((tmp_path / k).read_text()) for k in "bcd" if (tmp_path / k).exists()}
+    assert first.key == "a" and pids
+    started = time.monotonic()
+    runs.close()  # what an exception in the caller's loop (KeyboardInterrupt) does to the generator
+    assert time.monotonic() - started < 60  # not the 120 s the running job would take
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
