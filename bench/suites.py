@@ -9,6 +9,7 @@ module sits beside the CLI: it imports the registries; nothing below it imports 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -97,14 +98,14 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
             method_registry().get(name)  # an unknown name: one line with the closest registered names
     added = tuple(m for m in methods if m not in methods_raw and m not in ("original", "retrain"))
     methods_raw.update({m: {} for m in added})
-    method_overrides = {}
+    method_overrides, set_sections = {}, {}
     for section, values in (overrides or {}).items():
         if section in SECTIONS:
             known = [f.name for f in dataclasses.fields(SECTION_TYPES[section])]
             for key in values:
                 if key not in known:  # the command line's mistake, not the suite file's
                     raise UserError(f"--set {section}.{key}: unknown key.{did_you_mean(key, known)}")
-            raw[section] = {**(raw.get(section) or {}), **values}
+            set_sections[section] = {**(raw.get(section) or {}), **values}
         elif section in methods_raw:
             method_overrides[section] = dict(values)
         else:
@@ -140,7 +141,22 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
             checked = build_dataclass(entry.config, {**params, **method_overrides[name]}, f"--set {name}")
             method_overrides[name] = {k: getattr(checked, k) for k in method_overrides[name]}
         methods.append((name, config))
+    assemble = functools.partial(_assemble, path=path, methods=tuple(methods), methods_raw=methods_raw,
+                                 method_overrides=method_overrides, added=added)
+    try:
+        return assemble({**raw, **set_sections}, where)
+    except UserError:
+        if not set_sections:
+            raise
+        assemble(raw, where)  # the file alone is wrong: its own error, naming it
+        assemble({**raw, **set_sections}, "--set")  # the file alone is right: the --set values broke it
+        raise
 
+
+def _assemble(raw: dict, where: str, path: Path, methods: tuple, methods_raw: dict, method_overrides: dict,
+              added: tuple) -> Suite:
+    """The checked `Suite` from the file's mapping `raw` (with any `--set` sections merged in);
+    errors start with `where`: the file's path, or "--set" when only the overrides can be wrong."""
     known = {"name", "description", "dataset", "model", "recipe", "forget_sets", "seeds", "methods",
              "attacks", *SECTIONS}
     for key in raw:
@@ -163,7 +179,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         recipe=build_dataclass(Recipe, raw["recipe"], f"{where}: recipe"),
         forget_sets=forget_sets,
         seeds=_coerce(raw["seeds"], tuple[int, ...], f"{where}: seeds"),
-        methods=tuple(methods),
+        methods=methods,
         method_keys={name: tuple(params) for name, params in methods_raw.items()},
         method_overrides=method_overrides,
         added=added,
@@ -173,7 +189,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
         tuning=build_dataclass(TuningSpec, raw.get("tuning"), f"{where}: tuning"),
         forget_quality=build_dataclass(ForgetQualitySpec, raw.get("forget_quality"), f"{where}: forget_quality"),
         resources=build_dataclass(Resources, raw.get("resources"), f"{where}: resources"),
-        path=where,
+        path=str(path),
     )
     validate_suite(suite, where)
     return suite

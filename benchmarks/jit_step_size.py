@@ -1,7 +1,7 @@
 """How large a step JiT can take on a suite's net: one official JiT pass per learning rate.
 
     python benchmarks/jit_step_size.py [--suite cifar10-cpu] [--lrs 3e-4 3e-5 1e-5 1e-6]
-        [--sigma 0.01] [--zero-grad] [--fp32] [--data-root DIR] [--cache-dir DIR]
+        [--sigma 0.01] [--zero-grad] [--fp32] [--data-root DIR] [--download] [--cache-dir DIR]
 
 Loads (or trains, once, into the cache) the original of the suite's first tuning seed and its
 first tuning forget set, as `unlearn-bench tune` does, then for each lr runs `methods/jit.py`'s
@@ -51,13 +51,15 @@ def main() -> None:
     p.add_argument("--zero-grad", action="store_true")
     p.add_argument("--fp32", action="store_true")
     p.add_argument("--data-root", type=Path)
+    p.add_argument("--download", action="store_true", help="let torchvision download missing data")
     p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "unlearn-bench")
     args = p.parse_args()
     if args.fp32:
         bench.policy.CPU_MIXED = frozenset()  # every CPU model in fp32, plain layout (a probe, not a record)
     with tempfile.TemporaryDirectory() as results:
         ws = Workspace(load_suite(args.suite), Folders(results_dir=Path(results), cache_dir=args.cache_dir,
-                                                       data_root=args.data_root, progress=Progress(enabled=False)),
+                                                       data_root=args.data_root, download=args.download,
+                                                       progress=Progress(enabled=False)),
                        guard_test=tune.forbid_test)
         fs, data = tune._problem(ws, ws.suite.forget_sets[0].display_name, 0)
         seed = ws.suite.tuning.seeds[0]

@@ -38,6 +38,10 @@ def _assert_clean_failure(code, out, err, *needles):
         (["run", "--cache-dir", "a-file/cache"], ["--cache-dir 'a-file/cache': 'a-file' is a file, not a folder"]),
         (["run", "--leaderboard", "a-file/lb.md"], ["--leaderboard 'a-file': 'a-file' is a file, not a folder"]),
         (["run", "--set", "eval.retain_eval_size=1"], ["--set eval.retain_eval_size: unknown key."]),
+        # a value the suite file does not hold is blamed on --set, not on the file
+        (["run", "--set", "recipe.epochs=-1"], ["error: --set: recipe.epochs: -1 is out of range; it must be >= 1"]),
+        (["run", "--set", "attack_settings.references=3"], ["error: --set: attack_settings.references: 3; use an even"]),
+        (["run", "--set", "tuning.seeds=[0]"], ["error: --set: tuning.seeds: 0 is a reporting seed"]),
     ],
 )
 def test_bad_command_lines(cli, args, needles, monkeypatch):
@@ -70,6 +74,13 @@ def test_a_malformed_command_line_is_one_line(args, capsys):
 )
 def test_bad_suites(cli, tiny_suite, change, needle):
     _assert_clean_failure(*cli("run", tiny_suite(TINY_SUITE.replace(*change))), needle)
+
+
+@pytest.mark.parametrize("set_value", ["recipe.epochs=2", "recipe.epochs=-1"])
+def test_a_bad_suite_file_is_named_whatever_the_set_values(cli, tiny_suite, set_value):
+    # the file's own mistake is the one to fix first, even when a --set value is wrong as well
+    suite = tiny_suite(TINY_SUITE.replace("fraction: 0.1", "fraction: 1.0"))
+    _assert_clean_failure(*cli("run", suite, "--set", set_value), f"{suite}: forget_sets[0].fraction: 1.0 is out of range")
 
 
 def test_broken_plugins_are_named(cli, tmp_path, forget_plugins):

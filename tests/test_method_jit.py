@@ -132,3 +132,24 @@ def test_the_step_size_probe_runs_jit_and_reports_each_batch(tmp_path):
     assert [len(n) for n in norms] == [2, 2]
     assert "'collapse': None" in lines[3] and "collapsed" in lines[5]  # 1e-4 keeps the MLP, 3e-3 wipes it out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+@pytest.mark.slow  # two interpreter starts with torch (~3 s each)
+def test_the_step_size_probe_takes_the_flags_its_errors_suggest(tmp_path):
+    """Without the data, the probe says how to get it in one line (exit 1), and the flags that line
+    suggests are the probe's own (it once told users to add --download, which it did not take)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks" / "jit_step_size.py"
+    run = lambda *args: subprocess.run([sys.executable, str(script), *args], capture_output=True,  # noqa: E731
+                                       text=True, cwd=tmp_path, timeout=120)
+    missing = run("--data-root", str(tmp_path / "empty"), "--cache-dir", str(tmp_path / "cache"))
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    assert "CIFAR-10 not found" in missing.stderr and "Traceback" not in missing.stderr
+    suggested = set(re.findall(r"--[a-z][a-z-]+", missing.stderr))
+    assert "--download" in suggested
+    offered = set(re.findall(r"--[a-z][a-z-]+", run("--help").stdout))
+    assert suggested <= offered
