@@ -93,19 +93,34 @@ def crash_once(model, data, cfg, ctx):
 '''
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == ancestor:
+            return True
+    return False
+
+
 def _kill_one_ray_worker(marker, stop) -> None:
     """SIGKILL the first Ray worker seen making a method call (the parent of a fork server that
     is not this process's; a server's own children, which the driver forks to describe plugins
-    too, have the server's command line), and note its pid in `marker`."""
+    too, have the server's command line), and note its pid in `marker`. Only this process's own
+    Ray workers: any other harness on the machine (a user's run, another pytest-xdist worker)
+    has fork servers too, and was once killed in their place."""
     while not stop.is_set():
         for entry in os.listdir("/proc"):
             try:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                parent = _parent(int(entry))
                 parent_cmdline = Path(f"/proc/{parent}/cmdline").read_bytes()
+                ours = parent != os.getpid() and _descends_from(parent, os.getpid())
             except (OSError, ValueError, IndexError):
                 continue
-            if b"bench.sandbox" in cmdline and b"bench.sandbox" not in parent_cmdline and parent != os.getpid():
+            if b"bench.sandbox" in cmdline and b"bench.sandbox" not in parent_cmdline and ours:
                 os.kill(parent, signal.SIGKILL)
                 marker.write_text(str(parent))
                 return
