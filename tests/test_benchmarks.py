@@ -1,9 +1,9 @@
 """Speed of the hot paths, with pytest-benchmark. In the default test run benchmarks are
 disabled (each body runs once, as a test); measure with:
 
-    pytest tests/test_benchmarks.py -m 'slow or not slow' --benchmark-enable
+    pytest tests/test_benchmarks.py -m 'slow or not slow' --benchmark-enable -n 0
 
-(the CIFAR ones are in the slow set)
+(the CIFAR ones are in the slow set; `-n 0` because pytest-benchmark measures nothing in xdist workers)
 """
 
 import numpy as np
