@@ -9,7 +9,6 @@ module sits beside the CLI: it imports the registries; nothing below it imports 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -105,6 +104,8 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
             for key in values:
                 if key not in known:  # the command line's mistake, not the suite file's
                     raise UserError(f"--set {section}.{key}: unknown key.{did_you_mean(key, known)}")
+            if not isinstance(raw.get(section) or {}, dict):
+                raise UserError(f"{where}: {section}: expected a mapping of keys to values, got {raw[section]!r}.")
             set_sections[section] = {**(raw.get(section) or {}), **values}
         elif section in methods_raw:
             method_overrides[section] = dict(values)
@@ -141,22 +142,21 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
             checked = build_dataclass(entry.config, {**params, **method_overrides[name]}, f"--set {name}")
             method_overrides[name] = {k: getattr(checked, k) for k in method_overrides[name]}
         methods.append((name, config))
-    assemble = functools.partial(_assemble, path=path, methods=tuple(methods), methods_raw=methods_raw,
-                                 method_overrides=method_overrides, added=added)
     try:
-        return assemble({**raw, **set_sections}, where)
-    except UserError:
-        if not set_sections:
-            raise
-        assemble(raw, where)  # the file alone is wrong: its own error, naming it
-        assemble({**raw, **set_sections}, "--set")  # the file alone is right: the --set values broke it
+        return _assemble({**raw, **set_sections}, where, path, tuple(methods), methods_raw, method_overrides, added)
+    except UserError as e:  # blame --set when the error names a key it set (e.g. "tuning.seeds: 0 is a reporting seed")
+        given = [f"{section}.{key}" for section, values in (overrides or {}).items() if section in SECTIONS
+                 for key in values]
+        message = str(e).removeprefix(f"{where}: ")
+        if any(re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", message) for key in given):
+            raise UserError(f"--set: {message}") from None
         raise
 
 
 def _assemble(raw: dict, where: str, path: Path, methods: tuple, methods_raw: dict, method_overrides: dict,
               added: tuple) -> Suite:
     """The checked `Suite` from the file's mapping `raw` (with any `--set` sections merged in);
-    errors start with `where`: the file's path, or "--set" when only the overrides can be wrong."""
+    errors start with `where`, the file's path."""
     known = {"name", "description", "dataset", "model", "recipe", "forget_sets", "seeds", "methods",
              "attacks", *SECTIONS}
     for key in raw:

@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.error import URLError
 
 import numpy as np
 import torch
@@ -60,7 +61,11 @@ class Workspace:
         self.policy = DevicePolicy.decide(pick_device(folders.device), threads, suite.recipe.compile, suite.model)
         self.policy.apply()
         device = self.policy.torch_device
-        self.raw = load_dataset(suite.dataset.name, LoadOptions(folders.data_root, folders.download, folders.cache_dir))
+        try:
+            self.raw = load_dataset(suite.dataset.name, LoadOptions(folders.data_root, folders.download, folders.cache_dir))
+        except URLError as e:  # --download without a network: torchvision's error
+            raise UserError(f"--download could not fetch '{suite.dataset.name}' ({e.reason}); connect to the network, "
+                            f"or put its files under --data-root yourself (docs/cifar10.md).") from None
         self.splits = make_splits(self.raw, suite.dataset)
         self.num_classes = len(self.raw.classes)
         in_channels, image_size = self.raw.train_x.shape[1], self.raw.train_x.shape[2]

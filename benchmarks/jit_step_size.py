@@ -25,6 +25,7 @@ from pathlib import Path
 
 import bench.policy
 from bench import tune
+from bench.data import data_root_or_env, default_cache_dir
 from bench.errors import UserError
 from bench.progress import Progress
 from bench.suites import load_suite
@@ -50,9 +51,9 @@ def main() -> None:
     p.add_argument("--sigma", type=positive, default=0.01)
     p.add_argument("--zero-grad", action="store_true")
     p.add_argument("--fp32", action="store_true")
-    p.add_argument("--data-root", type=Path)
+    p.add_argument("--data-root", type=Path, default=data_root_or_env(None))
     p.add_argument("--download", action="store_true", help="let torchvision download missing data")
-    p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "unlearn-bench")
+    p.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     args = p.parse_args()
     if args.fp32:
         bench.policy.CPU_MIXED = frozenset()  # every CPU model in fp32, plain layout (a probe, not a record)

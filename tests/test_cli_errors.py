@@ -76,11 +76,33 @@ def test_bad_suites(cli, tiny_suite, change, needle):
     _assert_clean_failure(*cli("run", tiny_suite(TINY_SUITE.replace(*change))), needle)
 
 
-@pytest.mark.parametrize("set_value", ["recipe.epochs=2", "recipe.epochs=-1"])
-def test_a_bad_suite_file_is_named_whatever_the_set_values(cli, tiny_suite, set_value):
-    # the file's own mistake is the one to fix first, even when a --set value is wrong as well
-    suite = tiny_suite(TINY_SUITE.replace("fraction: 0.1", "fraction: 1.0"))
-    _assert_clean_failure(*cli("run", suite, "--set", set_value), f"{suite}: forget_sets[0].fraction: 1.0 is out of range")
+@pytest.mark.parametrize("file_change, sets, needle", [
+    # the file's own mistake, a valid --set beside it: the file is named
+    (("fraction: 0.1", "fraction: 1.0"), ["recipe.epochs=2"], "{suite}: forget_sets[0].fraction: 1.0 is out of range"),
+    # a --set that fixes the file's key, and a bad one beside it: the bad one is named, not the fixed one
+    (("epochs: 3,", "epochs: -1,"), ["recipe.epochs=2", "recipe.lr=-1"], "--set: recipe.lr: -1.0 is out of range"),
+    (("seeds: [0, 1]", "seeds: [0, 1]\ntuning: {seeds: [0]}"), ["tuning.seeds=[100]", "recipe.epochs=-1"],
+     "--set: recipe.epochs: -1 is out of range"),
+    # a section --set writes into that is not a mapping in the file (was a TypeError traceback)
+    (("recipe: {epochs: 3, batch_size: 64, lr: 0.05, schedule: cosine}", "recipe: 5"), ["recipe.epochs=2"],
+     "{suite}: recipe: expected a mapping of keys to values, got 5."),
+])
+def test_an_error_names_set_only_when_it_is_about_a_key_set_gave(cli, tiny_suite, file_change, sets, needle):
+    suite = tiny_suite(TINY_SUITE.replace(*file_change))
+    args = [a for value in sets for a in ("--set", value)]
+    _assert_clean_failure(*cli("run", suite, *args), "error: " + needle.format(suite=suite))
+
+
+def test_download_without_a_network_is_one_line(cli, tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)  # torchvision's downloads go through it
+    _assert_clean_failure(*cli("run", "cifar10-cpu", "--download", "--data-root", tmp_path / "data"),
+                          "error: --download could not fetch 'cifar10' ([Errno -2] Name or service not known)")
 
 
 def test_broken_plugins_are_named(cli, tmp_path, forget_plugins):

@@ -138,17 +138,22 @@ def test_the_step_size_probe_runs_jit_and_reports_each_batch(tmp_path):
 def test_the_step_size_probe_takes_the_flags_its_errors_suggest(tmp_path):
     """Without the data, the probe says how to get it in one line (exit 1), and the flags that line
     suggests are the probe's own (it once told users to add --download, which it did not take)."""
+    import os
     import re
     import subprocess
     import sys
     from pathlib import Path
 
     script = Path(__file__).parent.parent / "benchmarks" / "jit_step_size.py"
-    run = lambda *args: subprocess.run([sys.executable, str(script), *args], capture_output=True,  # noqa: E731
-                                       text=True, cwd=tmp_path, timeout=120)
+    run = lambda *args, env=None: subprocess.run([sys.executable, str(script), *args],  # noqa: E731
+                                                 capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
     missing = run("--data-root", str(tmp_path / "empty"), "--cache-dir", str(tmp_path / "cache"))
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
     assert "CIFAR-10 not found" in missing.stderr and "Traceback" not in missing.stderr
+    # the folders default to the harness's environment variables, as unlearn-bench's do
+    from_env = run(env={**os.environ, "UNLEARN_BENCH_DATA": str(tmp_path / "env-data"),
+                        "UNLEARN_BENCH_CACHE": str(tmp_path / "env-cache")})
+    assert f"not found under '{tmp_path / 'env-data'}'" in from_env.stderr, from_env.stderr
     suggested = set(re.findall(r"--[a-z][a-z-]+", missing.stderr))
     assert "--download" in suggested
     offered = set(re.findall(r"--[a-z][a-z-]+", run("--help").stdout))
