@@ -237,8 +237,13 @@ BEHAVIOURS = {"random": random_forgetting_behaviour, "class": class_forgetting_b
 def contract(name: str, config=None, behaviour_config=None) -> dict[str, str | None]:
     """Every check on method `name`: {check: None, or what broke}. `config`: the contract checks'
     config (default: the method's defaults with few epochs); `behaviour_config`: the behaviour
-    checks' config, or {protocol: config} (default: `config`, else the method's defaults)."""
+    checks' config, or {protocol: config} (default: `config`, else the method's defaults).
+    Raises ValueError for a dict keyed by anything but protocols (a config written as a dict
+    would otherwise be read as "no config for either protocol" and silently give the defaults)."""
     entry = method_registry().get(name)
+    if isinstance(behaviour_config, dict) and (unknown := sorted(set(behaviour_config) - set(BEHAVIOURS))):
+        raise ValueError(f"behaviour_config: a dict must map protocols ({', '.join(BEHAVIOURS)}) to configs; "
+                         f"{unknown[0]!r} is not a protocol (pass a config as its dataclass, entry.config(...))")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "contract").mkdir()

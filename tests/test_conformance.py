@@ -176,3 +176,10 @@ def test_the_behaviour_check_covers_class_only_methods(tmp_path, forget_plugins)
     results = contract("bias_kill_class")
     assert results["random_forgetting_behaviour"] is None  # not meant for random forgetting
     assert "class 3 is wiped out" in results["class_forgetting_behaviour"]
+
+
+def test_a_behaviour_config_dict_must_be_keyed_by_protocol():
+    """{protocol: config} is the one dict `contract` takes: hyperparameters written as a dict used to
+    be read as "no config for either protocol", so the behaviour checks silently ran the defaults."""
+    with pytest.raises(ValueError, match="'lr' is not a protocol"):
+        contract("finetune", behaviour_config={"lr": 0.1})
