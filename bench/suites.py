@@ -9,6 +9,7 @@ module sits beside the CLI: it imports the registries; nothing below it imports 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
             for key in values:
                 if key not in known:  # the command line's mistake, not the suite file's
                     raise UserError(f"--set {section}.{key}: unknown key.{did_you_mean(key, known)}")
-            if not isinstance(raw.get(section) or {}, dict):
+            if raw.get(section) is not None and not isinstance(raw[section], dict):  # `recipe: []` too
                 raise UserError(f"{where}: {section}: expected a mapping of keys to values, got {raw[section]!r}.")
             set_sections[section] = {**(raw.get(section) or {}), **values}
         elif section in methods_raw:
@@ -142,18 +143,26 @@ def load_suite(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = 
             checked = build_dataclass(entry.config, {**params, **method_overrides[name]}, f"--set {name}")
             method_overrides[name] = {k: getattr(checked, k) for k in method_overrides[name]}
         methods.append((name, config))
+    assemble = functools.partial(_assemble, where=where, path=path, methods=tuple(methods), methods_raw=methods_raw,
+                                 method_overrides=method_overrides, added=added)
     try:
-        return _assemble({**raw, **set_sections}, where, path, tuple(methods), methods_raw, method_overrides, added)
-    except UserError as e:  # blame --set when the error names a key it set (e.g. "tuning.seeds: 0 is a reporting seed")
+        return assemble({**raw, **set_sections})
+    except UserError as e:
         given = [f"{section}.{key}" for section, values in (overrides or {}).items() if section in SECTIONS
                  for key in values]
         message = str(e).removeprefix(f"{where}: ")
-        if any(re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", message) for key in given):
+        if any(re.match(rf"{re.escape(key)}(?!\w)", message) for key in given):  # "tuning.seeds: 0 is a reporting seed"
             raise UserError(f"--set: {message}") from None
-        raise
+        if not given:
+            raise
+        try:
+            assemble(raw)
+        except UserError:
+            raise e from None  # the file is wrong on its own: the error names none of the keys --set gave
+        raise UserError(f"{str(e).rstrip('.')}: a clash with --set {', '.join(given)} (the file alone is valid).") from None
 
 
-def _assemble(raw: dict, where: str, path: Path, methods: tuple, methods_raw: dict, method_overrides: dict,
+def _assemble(raw: dict, *, where: str, path: Path, methods: tuple, methods_raw: dict, method_overrides: dict,
               added: tuple) -> Suite:
     """The checked `Suite` from the file's mapping `raw` (with any `--set` sections merged in);
     errors start with `where`, the file's path."""

@@ -65,7 +65,7 @@ class Workspace:
             self.raw = load_dataset(suite.dataset.name, LoadOptions(folders.data_root, folders.download, folders.cache_dir))
         except URLError as e:  # --download without a network: torchvision's error
             raise UserError(f"--download could not fetch '{suite.dataset.name}' ({e.reason}); connect to the network, "
-                            f"or put its files under --data-root yourself (docs/cifar10.md).") from None
+                            f"or put its files under --data-root yourself.") from None
         self.splits = make_splits(self.raw, suite.dataset)
         self.num_classes = len(self.raw.classes)
         in_channels, image_size = self.raw.train_x.shape[1], self.raw.train_x.shape[2]

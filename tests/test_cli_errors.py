@@ -83,14 +83,24 @@ def test_bad_suites(cli, tiny_suite, change, needle):
     (("epochs: 3,", "epochs: -1,"), ["recipe.epochs=2", "recipe.lr=-1"], "--set: recipe.lr: -1.0 is out of range"),
     (("seeds: [0, 1]", "seeds: [0, 1]\ntuning: {seeds: [0]}"), ["tuning.seeds=[100]", "recipe.epochs=-1"],
      "--set: recipe.epochs: -1 is out of range"),
-    # a section --set writes into that is not a mapping in the file (was a TypeError traceback)
+    # a section --set writes into that is not a mapping in the file (was a TypeError traceback; [] was let through)
     (("recipe: {epochs: 3, batch_size: 64, lr: 0.05, schedule: cosine}", "recipe: 5"), ["recipe.epochs=2"],
      "{suite}: recipe: expected a mapping of keys to values, got 5."),
+    (("recipe: {epochs: 3, batch_size: 64, lr: 0.05, schedule: cosine}", "recipe: []"), ["recipe.epochs=2"],
+     "{suite}: recipe: expected a mapping of keys to values, got []."),
+    # a key --set gave, quoted in the file's own value, is not the error's subject
+    (("name: tiny", "name: 'bad recipe.lr x'"), ["recipe.lr=0.2"], "{suite}: name: 'bad recipe.lr x' is not a plain"),
 ])
 def test_an_error_names_set_only_when_it_is_about_a_key_set_gave(cli, tiny_suite, file_change, sets, needle):
     suite = tiny_suite(TINY_SUITE.replace(*file_change))
     args = [a for value in sets for a in ("--set", value)]
     _assert_clean_failure(*cli("run", suite, *args), "error: " + needle.format(suite=suite))
+
+
+def test_a_clash_a_set_value_makes_with_the_file_says_so(cli):
+    _assert_clean_failure(*cli("run", "digits", "--set", "attack_settings.references=4"),
+                          "digits.yaml: attack_settings.ulira_references: 8; use 1..4",
+                          ": a clash with --set attack_settings.references (the file alone is valid).")
 
 
 def test_download_without_a_network_is_one_line(cli, tmp_path, monkeypatch):
@@ -102,7 +112,8 @@ def test_download_without_a_network_is_one_line(cli, tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)  # torchvision's downloads go through it
     _assert_clean_failure(*cli("run", "cifar10-cpu", "--download", "--data-root", tmp_path / "data"),
-                          "error: --download could not fetch 'cifar10' ([Errno -2] Name or service not known)")
+                          "error: --download could not fetch 'cifar10' ([Errno -2] Name or service not known); connect to the "
+                          "network, or put its files under --data-root yourself.")
 
 
 def test_broken_plugins_are_named(cli, tmp_path, forget_plugins):
